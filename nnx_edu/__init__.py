@@ -1,0 +1,27 @@
+"""nnx_edu: a readable re-implementation of Flax NNX, for teaching.
+
+``import nnx_edu as nnx`` gives the names of ``flax.nnx``.  Read the
+chapters in this order: reprs, variables, filters, state, objects, graph,
+module, rngs, then the layers in ``nn/``.
+"""
+
+from nnx_edu import filters, graph
+from nnx_edu.filters import All, Any, Everything, Not, Nothing, OfType, PathContains, WithTag
+from nnx_edu.objects import Object, data, static
+from nnx_edu.graph import (GraphDef, clone, graphdef, iter_graph, merge, pop,
+                           split, state, update)
+from nnx_edu.module import Dict, List, Module, iter_children, iter_modules
+from nnx_edu.rngs import RngCount, RngKey, Rngs, RngState, RngStream
+from nnx_edu.state import (FlatState, State, from_flat_state, replace_by_pure_dict,
+                           to_flat_state, to_pure_dict)
+from nnx_edu.variables import (BatchStat, Cache, Intermediate, Param, Perturbation, Variable,
+                               VariableMetadata, register_variable_name, variable_name_from_type,
+                               variable_type_from_name, with_metadata)
+
+
+def __getattr__(name: str):
+  if name == 'VariableState':  # deprecated alias, warns like Flax
+    from nnx_edu import variables
+
+    return variables.VariableState
+  raise AttributeError(f"module 'nnx_edu' has no attribute {name!r}")

@@ -1,0 +1,283 @@
+"""Chapter 5 -- Objects: graph nodes, their data and their statics.
+
+Modules, ``Rngs`` and the ``List``/``Dict`` containers are all *graph
+nodes*: subclasses of ``Object``.  A node's attributes come in two kinds:
+
+* **data** -- Variables, sub-nodes and arrays.  They end up in the State.
+* **static** -- everything else: sizes, flags, dtypes, functions.  They end
+  up in the GraphDef and must not change inside ``jax.jit``.
+
+Assigning a plain ``list`` or ``dict`` that holds data is refused, because
+whether it should be tracked is ambiguous: wrap it with ``nnx.List``,
+``nnx.Dict`` or ``nnx.data``.  Replacing a Variable by a bare array is
+refused too, because the array would silently lose its Variable type.
+
+The end of the chapter prints a node the way Flax does: attributes in the
+order they were set, large arrays as their shape, and a comment counting
+the Variables of each type below the node.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import typing as tp
+
+import jax
+import numpy as np
+
+from nnx_edu import reprs
+from nnx_edu.variables import Variable
+
+Key = tp.Union[str, int]
+
+
+class Object:
+  """The base class of graph nodes: ``Module``, ``Rngs`` and their helpers.
+
+  Any attribute may be set in ``__init__``; no declarations are needed.
+  Variables, sub-nodes and arrays are the node's *data* (they go to the
+  State); everything else is *static* (it goes to the GraphDef).
+
+  >>> import jax.numpy as jnp
+  >>> from nnx_edu import objects, graph, Param
+  >>> class Box(objects.Object):
+  ...   def __init__(self):
+  ...     self.weight = Param(jnp.ones(2))   # data
+  ...     self.name = 'box'                  # static
+  >>> graph.state(Box())
+  State({
+    'weight': Param( # 2 (8 B)
+      value=Array([1., 1.], dtype=float32)
+    )
+  })
+  """
+
+  def __setattr__(self, name: str, value: tp.Any) -> None:
+    if isinstance(value, Marked):
+      self._mark(name, value.is_data)
+      value = value.value
+    check_assignment(self, name, value)
+    object.__setattr__(self, name, value)
+
+  def _mark(self, name: str, is_data: bool) -> None:
+    marks = dict(vars(self).get('_nnx_marks', {}))
+    marks[name] = is_data
+    object.__setattr__(self, '_nnx_marks', marks)
+
+  # The graph protocol: what split sees, and how merge puts it back.
+  def _graph_children(self) -> dict[Key, tp.Any]:
+    return vars(self)
+
+  def _graph_restore(self, children: dict[Key, tp.Any]) -> None:
+    vars(self).update(children)
+
+  def _graph_set(self, key: Key, value: tp.Any) -> None:
+    vars(self)[key] = value
+
+  def _graph_del(self, key: Key) -> None:
+    del vars(self)[key]
+
+  # How the node prints: ``Type(key=value, ...)`` by default; List and
+  # Dict override these two to print as ``List([...])`` and ``Dict({...})``.
+  def _repr_attributes(self) -> tp.Iterable[tuple[str, tp.Any]]:
+    for name, value in vars(self).items():
+      # private attributes are hidden unless they hold data
+      if name.startswith('_') and not (is_node_like(value) or is_array(value)):
+        continue
+      yield name, value
+
+  def _repr_brackets(self) -> dict:
+    return {}
+
+  def __repr__(self) -> str:
+    return node_repr(self)
+
+
+@dataclasses.dataclass(frozen=True)
+class Marked:
+  """A value wrapped by ``nnx.data`` or ``nnx.static`` on its way to an attribute."""
+
+  value: tp.Any
+  is_data: bool
+
+
+def data(value: tp.Any) -> tp.Any:
+  """Mark an attribute as data: its arrays and Variables go to the State.
+
+  Needed for plain lists, tuples and dicts that hold Modules or Variables
+  (or use ``nnx.List`` / ``nnx.Dict``).
+
+  >>> import nnx_edu as nnx
+  >>> class Stack(nnx.Module):
+  ...   def __init__(self, rngs):
+  ...     self.layers = nnx.data([nnx.Linear(1, 1, rngs=rngs)])
+  >>> sorted(nnx.state(Stack(nnx.Rngs(0))).flat_state().paths)
+  [('layers', 0, 'bias'), ('layers', 0, 'kernel')]
+  """
+  return Marked(value, is_data=True)
+
+
+def static(value: tp.Any) -> tp.Any:
+  """Mark an attribute as static: it goes to the GraphDef, never to the State.
+
+  >>> import jax.numpy as jnp
+  >>> import nnx_edu as nnx
+  >>> class Scaled(nnx.Module):
+  ...   def __init__(self):
+  ...     self.scale = nnx.static(2.0)
+  >>> len(nnx.state(Scaled()))
+  0
+  """
+  return Marked(value, is_data=False)
+
+
+def is_array(x: tp.Any) -> bool:
+  return isinstance(x, (jax.Array, np.ndarray))
+
+
+def holds_data(value: tp.Any) -> bool:
+  """Whether ``value`` is, or (in a list, tuple or dict) holds, graph data."""
+  if isinstance(value, (Variable, Object)) or is_array(value):
+    return True
+  if isinstance(value, (list, tuple)):
+    return any(map(holds_data, value))
+  if isinstance(value, dict):
+    return any(map(holds_data, value.values()))
+  return False
+
+
+def check_assignment(node: Object, name: str, value: tp.Any) -> None:
+  """Refuse assignments that would silently lose data."""
+  current = vars(node).get(name)
+  if isinstance(current, Variable) and is_array(value):
+    raise TypeError(
+        f'{type(node).__name__}.{name} holds a {type(current).__name__}; '
+        'assigning a bare array would replace it and drop it from every '
+        f'{type(current).__name__} filter. Set its value instead: '
+        f'`.{name}.value = ...` (or `.{name}[...] = ...`), or assign a '
+        'Variable to replace it.'
+    )
+  if isinstance(value, (list, tuple, dict)) and holds_data(value):
+    is_data = vars(node).get('_nnx_marks', {}).get(name)
+    if is_data is None:
+      kind = 'nnx.Dict' if isinstance(value, dict) else 'nnx.List'
+      raise TypeError(
+          f'{type(node).__name__}.{name} is a plain {type(value).__name__} '
+          'holding Modules, Variables or arrays. Wrap it so NNX tracks them: '
+          f'`self.{name} = {kind}(...)` or `self.{name} = nnx.data(...)`.'
+      )
+    if not is_data:
+      raise TypeError(
+          f'{type(node).__name__}.{name} was marked nnx.static but holds '
+          'Modules, Variables or arrays, which are data. Use nnx.data(...) instead.'
+      )
+
+
+# -- printing a node ------------------------------------------------------------
+def node_repr(node: Object) -> str:
+  """The Flax-style text of ``node``, with per-type Variable counts.
+
+  >>> import nnx_edu as nnx
+  >>> print(nnx.Linear(2, 3, rngs=nnx.Rngs(0)))  # doctest: +ELLIPSIS
+  Linear( # Param: 9 (36 B)
+    kernel=Param( # 6 (24 B)
+      value=Array(shape=(2, 3), dtype=dtype('float32'))
+    ),
+    bias=Param( # 3 (12 B)
+      value=Array(shape=(3,), dtype=dtype('float32'))
+    ),
+    in_features=2,
+  ...
+  """
+  stats: dict[int, dict[str, reprs.SizeBytes]] = {}
+  collect_stats(node, stats)
+  return _NodeRepr(node, stats, set()).__repr__()
+
+
+def collect_stats(value: tp.Any, stats: dict) -> None:
+  """Fill ``stats[id(x)]`` with ``{type name: SizeBytes}`` for ``value`` and below.
+
+  Children are visited sorted by key, and a node shared by two parents is
+  counted once, under the first.
+  """
+  own: dict[str, reprs.SizeBytes] = {}
+  stats[id(value)] = own
+  if isinstance(value, Variable):
+    size = reprs.SizeBytes.of(vars(value)['_value'])
+    if size:
+      own[stat_group(type(value))] = size
+    return
+  for key, child in sorted(children_of(value).items(), key=lambda kv: _sort_key(kv[0])):
+    if id(child) in stats or not (is_node_like(child)):
+      continue
+    collect_stats(child, stats)
+    for name, size in stats[id(child)].items():
+      own[name] = own[name] + size if name in own else size
+
+
+def stat_group(variable_type: type) -> str:
+  """The name a Variable type is counted under: RNG state counts as one group."""
+  for cls in variable_type.__mro__:
+    if cls.__name__ == 'RngState':
+      return 'RngState'
+  return variable_type.__name__
+
+
+def _sort_key(key: Key) -> tuple[bool, Key]:
+  return (isinstance(key, str), key)
+
+
+def is_node_like(value: tp.Any) -> bool:
+  return isinstance(value, (Object, Variable)) or (
+      isinstance(value, (list, tuple, dict)) and holds_data(value))
+
+
+def children_of(value: tp.Any) -> tp.Mapping[Key, tp.Any]:
+  if isinstance(value, Object):
+    return value._graph_children()
+  if isinstance(value, dict):
+    return value
+  if isinstance(value, (list, tuple)):
+    return dict(enumerate(value))
+  return {}
+
+
+def stats_comment(stats: dict[str, reprs.SizeBytes]) -> str:
+  if not stats:
+    return ''
+  comment = ' # ' + ', '.join(f'{name}: {size}' for name, size in stats.items())
+  if len(stats) > 1:
+    total = sum(stats.values(), reprs.SizeBytes(0, 0))
+    comment += f', Total: {total}'
+  return comment
+
+
+class _NodeRepr:
+  """Prints one node inside the repr of its root, sharing the root's stats."""
+
+  def __init__(self, node: Object, stats: dict, seen: set[int]):
+    self.node, self.stats, self.seen = node, stats, seen
+
+  def __repr__(self) -> str:
+    node = self.node
+    name = type(node).__name__
+    if id(node) in self.seen:  # a shared node prints in full only once
+      return f'{name}(...)'
+    self.seen.add(id(node))
+    if id(node) not in self.stats:
+      collect_stats(node, self.stats)
+    attributes = [(key, self.summarise(value)) for key, value in node._repr_attributes()]
+    return reprs.render(name, attributes, comment=stats_comment(self.stats[id(node)]),
+                        **node._repr_brackets())
+
+  def summarise(self, value: tp.Any) -> tp.Any:
+    """Large arrays become their shape; sub-nodes print through _NodeRepr."""
+    if isinstance(value, Object):
+      return _NodeRepr(value, self.stats, self.seen)
+    if isinstance(value, Variable):
+      return value.replace(jax.tree.map(reprs.ArrayShape.of, vars(value)['_value']))
+    if isinstance(value, (list, tuple, dict)) and holds_data(value):
+      items = value.items() if isinstance(value, dict) else enumerate(value)
+      summary = {key: self.summarise(v) for key, v in items}
+      return summary if isinstance(value, dict) else type(value)(summary.values())
+    return reprs.ArrayShape.of(value)

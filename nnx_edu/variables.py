@@ -1,0 +1,600 @@
+"""Chapter 2 -- Variables: boxes that hold a model's arrays.
+
+A Variable wraps one value (usually a ``jax.Array``) together with a *type*
+and some *metadata*.  The type says what the value is for:
+
+* ``Param``        -- learnable parameters, what an optimizer updates;
+* ``BatchStat``    -- running statistics such as BatchNorm's mean and var;
+* ``Cache``        -- autoregressive caches of attention layers;
+* ``Intermediate`` -- values recorded with ``Module.sow``;
+* your own types   -- ``class Counter(nnx.Variable): pass``.
+
+Filters (next chapter) select Variables by type, which is how one model's
+state is split into "what to train" and "what to keep".
+
+A Variable is a mutable box: layers read ``self.kernel.value`` (or
+``self.kernel[...]``) and update ``self.mean.value = ...`` in place.  It is
+also a JAX pytree whose single child is its value, so ``jax.tree.map`` over a
+State maps the values and keeps the types:
+
+>>> import jax, jax.numpy as jnp
+>>> from nnx_edu import Param
+>>> jax.tree.map(jnp.shape, Param(jnp.ones(3)))
+Param(
+  value=(3,)
+)
+"""
+
+from __future__ import annotations
+
+import typing as tp
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from nnx_edu import reprs
+
+A = tp.TypeVar('A')
+Hook = tp.Callable[..., tp.Any]
+HOOK_KINDS = ('set_value', 'get_value', 'create_value', 'add_axis', 'remove_axis')
+_MISSING = object()  # marks "no default given"; None is a valid default
+
+
+class VariableMetadata(tp.NamedTuple):
+  """A value plus the metadata and hooks its Variable should get.
+
+  Initializers wrapped with ``with_metadata`` return one; a Variable built
+  from it takes the value and adopts the rest.
+
+  >>> from nnx_edu import Param, VariableMetadata
+  >>> Param(VariableMetadata(1.0, metadata={'sharding': ('data',)}))
+  Param(
+    value=1.0,
+    sharding=('data',)
+  )
+  """
+
+  raw_value: tp.Any
+  set_value_hooks: tuple = ()
+  get_value_hooks: tuple = ()
+  create_value_hooks: tuple = ()
+  add_axis_hooks: tuple = ()
+  remove_axis_hooks: tuple = ()
+  metadata: tp.Mapping[str, tp.Any] = {}
+
+
+class Variable(tp.Generic[A]):
+  """The base class of all Variable types; subclass it to make your own.
+
+  Args:
+    value: the value to hold, usually a ``jax.Array``.
+    set_value_hooks, get_value_hooks, create_value_hooks: functions
+      ``hook(variable, value) -> value`` run when the value is set, read or
+      first created.
+    add_axis_hooks, remove_axis_hooks: functions ``hook(variable, axis_index,
+      axis_name)`` run by ``nnx.vmap`` and ``nnx.scan`` when they add or
+      remove a stacked axis.
+    **metadata: anything else to keep beside the value, such as sharding
+      names; read it back with ``get_metadata`` or as an attribute.
+
+  >>> import jax.numpy as jnp
+  >>> from nnx_edu import Variable
+  >>> class Counter(Variable):
+  ...   pass
+  >>> count = Counter(jnp.array(0), description='steps taken')
+  >>> count.value += 1
+  >>> count
+  Counter( # 1 (4 B)
+    value=Array(1, dtype=int32, weak_type=True),
+    description='steps taken'
+  )
+  >>> count.description
+  'steps taken'
+  """
+
+  # Instance fields live in __dict__ under these names; every other attribute
+  # name is metadata (see __getattr__ / __setattr__).
+  _FIELDS = ('_value', '_metadata', '_hooks')
+
+  def __init__(
+      self,
+      value: A,
+      *,
+      set_value_hooks: Hook | tp.Sequence[Hook] = (),
+      get_value_hooks: Hook | tp.Sequence[Hook] = (),
+      create_value_hooks: Hook | tp.Sequence[Hook] = (),
+      add_axis_hooks: Hook | tp.Sequence[Hook] = (),
+      remove_axis_hooks: Hook | tp.Sequence[Hook] = (),
+      **metadata: tp.Any,
+  ):
+    if isinstance(value, Variable):
+      raise TypeError(
+          f'{type(self).__name__}(...) got a {type(value).__name__} as its '
+          'value; a Variable cannot hold another Variable. Pass its value '
+          'instead: `variable.value`.'
+      )
+    given = (set_value_hooks, get_value_hooks, create_value_hooks,
+             add_axis_hooks, remove_axis_hooks)
+    if isinstance(value, VariableMetadata):  # from a with_metadata initializer
+      given = tuple(g or v for g, v in zip(given, value[1:6]))
+      metadata = {**value.metadata, **metadata}
+      value = value.raw_value
+    hooks = {kind: _as_tuple(h) for kind, h in zip(HOOK_KINDS, given) if h}
+    _init_fields(self, value, metadata, hooks)
+    for hook in hooks.get('create_value', ()):
+      value = hook(self, value)
+    self._check_value(value)
+    vars(self)['_value'] = value
+
+  # -- the value ---------------------------------------------------------
+  def _check_value(self, value: tp.Any) -> None:
+    """Raise if ``value`` cannot be held; subclasses such as Param narrow it."""
+
+  def get_value(self) -> A:
+    """Return the value, after running any get-value hooks.
+
+    >>> from nnx_edu import Variable
+    >>> Variable(3).get_value()
+    3
+    """
+    value = vars(self)['_value']
+    for hook in self._hooks.get('get_value', ()):
+      value = hook(self, value)
+    return value
+
+  def set_value(self, value: A) -> None:
+    """Replace the value, after running any set-value hooks.
+
+    >>> from nnx_edu import Variable
+    >>> v = Variable(3)
+    >>> v.set_value(4)
+    >>> v.value
+    4
+    """
+    if isinstance(value, Variable):
+      value = value.get_value()
+    for hook in self._hooks.get('set_value', ()):
+      value = hook(self, value)
+    self._check_value(value)
+    vars(self)['_value'] = value
+
+  # ``.value`` is what the documentation pages use; unlike Flax 0.12.8 it is
+  # not deprecated here (see the README's table of differences).
+  value = property(get_value, set_value, doc='The value held (same as get_value).')
+
+  def __getitem__(self, index: tp.Any) -> tp.Any:
+    value = self.get_value()
+    return value if index is Ellipsis else value[index]
+
+  def __setitem__(self, index: tp.Any, new: tp.Any) -> None:
+    if index is Ellipsis:
+      self.set_value(new)
+    else:  # functional update: arrays are immutable
+      self.set_value(self.get_value().at[index].set(new))
+
+  @property
+  def type(self) -> type['Variable']:
+    """The Variable's class, for example ``Param``."""
+    return type(self)
+
+  # -- metadata ----------------------------------------------------------
+  def get_metadata(self, name: str | None = None, default: tp.Any = _MISSING):
+    """Return all metadata as a dict, or the entry ``name``.
+
+    >>> from nnx_edu import Param
+    >>> p = Param(1.0, sharding=('data',))
+    >>> p.get_metadata()
+    {'sharding': ('data',)}
+    >>> p.get_metadata('color', 'none given')
+    'none given'
+    """
+    if name is None:
+      return dict(self._metadata)
+    if name in self._metadata:
+      return self._metadata[name]
+    if default is _MISSING:
+      raise KeyError(
+          f'{type(self).__name__} has no metadata {name!r}; it has '
+          f'{sorted(self._metadata)}. Pass a default to get_metadata to '
+          'avoid this error.'
+      )
+    return default
+
+  def set_metadata(self, *args: tp.Any, **kwargs: tp.Any) -> None:
+    """Set metadata in one of three ways.
+
+    ``set_metadata({...})`` replaces all of it, ``set_metadata(name, value)``
+    sets one entry, and ``set_metadata(name=value, ...)`` updates entries.
+
+    >>> from nnx_edu import Param
+    >>> p = Param(1.0)
+    >>> p.set_metadata({'a': 1})
+    >>> p.set_metadata('b', 2)
+    >>> p.set_metadata(c=3)
+    >>> p.get_metadata()
+    {'a': 1, 'b': 2, 'c': 3}
+    """
+    if len(args) == 1 and not kwargs and isinstance(args[0], tp.Mapping):
+      vars(self)['_metadata'] = dict(args[0])
+    elif len(args) == 2 and not kwargs and isinstance(args[0], str):
+      self._metadata[args[0]] = args[1]
+    elif not args and kwargs:
+      self._metadata.update(kwargs)
+    else:
+      raise TypeError(
+          'set_metadata takes a dict, a (name, value) pair, or keyword '
+          f'arguments; got {len(args)} positional and {len(kwargs)} keyword '
+          'arguments. Example: `variable.set_metadata(sharding=("data",))`.'
+      )
+
+  def has_metadata(self, name: str) -> bool:
+    """Whether the metadata entry ``name`` exists.
+
+    >>> from nnx_edu import Param
+    >>> Param(1.0, tag='x').has_metadata('tag')
+    True
+    """
+    return name in self._metadata
+
+  def del_metadata(self, name: str) -> None:
+    """Delete the metadata entry ``name``.
+
+    >>> from nnx_edu import Param
+    >>> p = Param(1.0, tag='x')
+    >>> p.del_metadata('tag')
+    >>> p.get_metadata()
+    {}
+    """
+    del self._metadata[name]
+
+  def __getattr__(self, name: str) -> tp.Any:
+    # Only reached when normal lookup fails: metadata, then the value's own
+    # attributes, so that ``param.shape`` and ``param.dtype`` work.
+    if name.startswith('__') or name in Variable._FIELDS:
+      raise AttributeError(name)
+    metadata = vars(self).get('_metadata', {})
+    if name in metadata:
+      return metadata[name]
+    return getattr(vars(self)['_value'], name)
+
+  def __setattr__(self, name: str, value: tp.Any) -> None:
+    if name == 'value' or name in Variable._FIELDS:
+      object.__setattr__(self, name, value)
+    else:
+      self._metadata[name] = value
+
+  def replace(self, value: tp.Any = _MISSING, **metadata: tp.Any) -> 'Variable':
+    """A new Variable of the same type, with a new value and/or metadata.
+
+    >>> from nnx_edu import Param
+    >>> Param(1.0, tag='x').replace(2.0)
+    Param(
+      value=2.0,
+      tag='x'
+    )
+    """
+    new = _new_variable(
+        type(self),
+        vars(self)['_value'] if value is _MISSING else value,
+        {**self._metadata, **metadata},
+        self._hooks,
+    )
+    return new
+
+  def add_axis(self, axis_index: int, axis_name: tp.Any) -> None:
+    """Run the add-axis hooks (called by ``nnx.vmap`` / ``nnx.scan``)."""
+    for hook in self._hooks.get('add_axis', ()):
+      hook(self, axis_index, axis_name)
+
+  def remove_axis(self, axis_index: int, axis_name: tp.Any) -> None:
+    """Run the remove-axis hooks (called by ``nnx.vmap`` / ``nnx.scan``)."""
+    for hook in self._hooks.get('remove_axis', ()):
+      hook(self, axis_index, axis_name)
+
+  # -- printing ----------------------------------------------------------
+  def __repr__(self) -> str:
+    value = vars(self)['_value']
+    size = reprs.SizeBytes.of(value)
+    return reprs.render(
+        type(self).__name__,
+        [('value', value), *self._metadata.items()],
+        comment=f' # {size}' if size else '',
+    )
+
+  # -- behaving like the array inside --------------------------------------
+  def __jax_array__(self):
+    return self.get_value()
+
+  def __array__(self, dtype=None, copy=None):
+    return np.asarray(self.get_value(), dtype=dtype)
+
+  def __len__(self) -> int:
+    return len(self.get_value())
+
+  def __iter__(self):
+    return iter(self.get_value())
+
+  def __bool__(self) -> bool:
+    return bool(self.get_value())
+
+  def __float__(self) -> float:
+    return float(self.get_value())
+
+  def __int__(self) -> int:
+    return int(self.get_value())
+
+  def __index__(self) -> int:
+    return self.get_value().__index__()
+
+  def __copy__(self) -> 'Variable':
+    return _new_variable(type(self), vars(self)['_value'], self._metadata, self._hooks)
+
+  def __deepcopy__(self, memo: dict) -> 'Variable':
+    import copy
+
+    return _new_variable(
+        type(self),
+        copy.deepcopy(vars(self)['_value'], memo),
+        copy.deepcopy(self._metadata, memo),
+        self._hooks,
+    )
+
+  # Every Variable type is its own pytree node: registered once per class.
+  def __init_subclass__(cls, **kwargs: tp.Any) -> None:
+    super().__init_subclass__(**kwargs)
+    _register_pytree(cls)
+
+
+def _as_tuple(hooks: Hook | tp.Sequence[Hook]) -> tuple[Hook, ...]:
+  return (hooks,) if callable(hooks) else tuple(hooks)
+
+
+def _init_fields(var: Variable, value: tp.Any, metadata: dict, hooks: dict) -> None:
+  fields = vars(var)
+  fields['_value'] = value
+  fields['_metadata'] = dict(metadata)
+  fields['_hooks'] = hooks
+
+
+def _new_variable(cls: type[Variable], value: tp.Any, metadata: dict, hooks: dict) -> Variable:
+  """Build a Variable without ``__init__``: no hooks run, no checks made.
+
+  JAX rebuilds pytrees with placeholder leaves (shapes, tracers, ``None``),
+  which ``__init__`` would rightly reject.
+  """
+  var = object.__new__(cls)
+  _init_fields(var, value, metadata, hooks)
+  return var
+
+
+# Arithmetic, comparisons and the array protocol all delegate to the value.
+def _delegate(name: str, reflected: bool = False):
+  def method(self, *args):
+    value = self.get_value()
+    args = tuple(a.get_value() if isinstance(a, Variable) else a for a in args)
+    if reflected:  # other OP self
+      return getattr(args[0], name.replace('__r', '__', 1))(value)
+    return getattr(value, name)(*args)
+
+  method.__name__ = name
+  return method
+
+
+_BINARY = ('add', 'sub', 'mul', 'matmul', 'truediv', 'floordiv', 'mod',
+           'divmod', 'pow', 'lshift', 'rshift', 'and', 'xor', 'or')
+for _op in _BINARY:
+  setattr(Variable, f'__{_op}__', _delegate(f'__{_op}__'))
+  setattr(Variable, f'__r{_op}__', _delegate(f'__r{_op}__'))
+for _op in ('neg', 'pos', 'abs', 'invert', 'lt', 'le', 'eq', 'ne', 'gt', 'ge'):
+  setattr(Variable, f'__{_op}__', _delegate(f'__{_op}__'))
+Variable.__hash__ = None  # type: ignore[assignment]  # equality is element-wise
+
+
+def _register_pytree(cls: type[Variable]) -> None:
+  def flatten_with_keys(var):
+    aux = (tuple(var._metadata.items()), tuple(var._hooks.items()))
+    return ((jax.tree_util.GetAttrKey('value'), vars(var)['_value']),), aux
+
+  def unflatten(aux, children):
+    metadata, hooks = aux
+    return _new_variable(cls, children[0], dict(metadata), dict(hooks))
+
+  def flatten(var):
+    return (vars(var)['_value'],), (tuple(var._metadata.items()), tuple(var._hooks.items()))
+
+  jax.tree_util.register_pytree_with_keys(cls, flatten_with_keys, unflatten, flatten)
+
+
+_register_pytree(Variable)
+
+
+# -- the built-in Variable types ---------------------------------------------
+def _is_numeric_leaf(x: tp.Any) -> bool:
+  return isinstance(x, (jax.Array, np.ndarray, np.generic, int, float, complex,
+                        jax.ShapeDtypeStruct))
+
+
+class Param(Variable[A]):
+  """The canonical learnable parameter; optimizers update Params.
+
+  A Param must hold numbers (an array, a scalar, or a pytree of them),
+  because gradients are taken with respect to it.
+
+  >>> import jax.numpy as jnp
+  >>> from nnx_edu import Param
+  >>> Param(jnp.zeros(2))
+  Param( # 2 (8 B)
+    value=Array([0., 0.], dtype=float32)
+  )
+  """
+
+  def _check_value(self, value: tp.Any) -> None:
+    bad = [leaf for leaf in jax.tree.leaves(value) if not _is_numeric_leaf(leaf)]
+    if bad:
+      raise TypeError(
+          f'A Param holds learnable numbers, but got {type(bad[0]).__name__} '
+          f'{bad[0]!r}. Convert it with jnp.asarray(...), or use '
+          'nnx.Variable(...) (or a subclass) for non-numeric state.'
+      )
+
+
+class BatchStat(Variable[A]):
+  """Running statistics, such as BatchNorm's mean and variance.
+
+  They are updated during training but not by the optimizer.
+
+  >>> import jax.numpy as jnp
+  >>> from nnx_edu import BatchStat
+  >>> BatchStat(jnp.zeros(3)).type.__name__
+  'BatchStat'
+  """
+
+
+class Cache(Variable[A]):
+  """Autoregressive caches, such as the keys and values of attention.
+
+  >>> import jax.numpy as jnp
+  >>> from nnx_edu import Cache
+  >>> Cache(jnp.array(0, dtype=jnp.uint32))
+  Cache( # 1 (4 B)
+    value=Array(0, dtype=uint32)
+  )
+  """
+
+
+class Intermediate(Variable[A]):
+  """Values recorded during a forward pass, usually with ``Module.sow``.
+
+  >>> from nnx_edu import Intermediate
+  >>> Intermediate((1.0,))
+  Intermediate(
+    value=(1.0,)
+  )
+  """
+
+
+class Perturbation(Intermediate[A]):
+  """Zero-valued stand-ins added to intermediates to take their gradients.
+
+  >>> import jax.numpy as jnp
+  >>> from nnx_edu import Perturbation
+  >>> issubclass(Perturbation, Intermediate)
+  True
+  """
+
+
+def __getattr__(name: str) -> tp.Any:
+  # VariableState was removed in Flax 0.11; like Flax we keep the name as a
+  # deprecated alias so that older code keeps running.
+  if name == 'VariableState':
+    import warnings
+
+    warnings.warn(
+        "'VariableState' was removed: States now hold Variables directly. "
+        "Use 'Variable' instead.",
+        DeprecationWarning,
+        stacklevel=2,
+    )
+    return Variable
+  raise AttributeError(f'module {__name__!r} has no attribute {name!r}')
+
+
+# -- Linen collection names --------------------------------------------------
+# Linen (Flax's older API) keeps variables in named "collections".  This
+# two-way table lets checkpoints and bridges translate between the two.
+_NAME_TO_TYPE: dict[str, type[Variable]] = {}
+
+
+def register_variable_name(name: str, typ: tp.Any = _MISSING, *, overwrite: bool = False):
+  """Pair a Linen collection name with a Variable type.
+
+  Without ``typ`` it returns a class decorator.
+
+  >>> from nnx_edu import Variable, register_variable_name, variable_name_from_type
+  >>> @register_variable_name('counters')
+  ... class Counter(Variable):
+  ...   pass
+  >>> variable_name_from_type(Counter)
+  'counters'
+  """
+  if typ is _MISSING:
+    return lambda cls: register_variable_name(name, cls, overwrite=overwrite)
+  if not overwrite and name in _NAME_TO_TYPE:
+    raise ValueError(
+        f'The name {name!r} is already registered for '
+        f'{_NAME_TO_TYPE[name].__name__}. Pass overwrite=True to replace it.'
+    )
+  _NAME_TO_TYPE[name] = typ
+  return typ
+
+
+def variable_type_from_name(name: str, /, *, base: type[Variable] = Variable,
+                            allow_register: bool = False) -> type[Variable]:
+  """The Variable type of a Linen collection name.
+
+  >>> from nnx_edu import variable_type_from_name
+  >>> variable_type_from_name('params').__name__
+  'Param'
+  >>> variable_type_from_name('my_stats', allow_register=True).__name__
+  'my_stats'
+  """
+  if name not in _NAME_TO_TYPE:
+    if not allow_register:
+      raise ValueError(
+          f'No Variable type is registered for the collection name {name!r}. '
+          'Register one with register_variable_name(name, type), or pass '
+          'allow_register=True to create one.'
+      )
+    _NAME_TO_TYPE[name] = type(name, (base,), {})
+  return _NAME_TO_TYPE[name]
+
+
+def variable_name_from_type(typ: type[Variable], /, *, allow_register: bool = False) -> str:
+  """The Linen collection name of a Variable type (inverse of the above).
+
+  >>> from nnx_edu import BatchStat, variable_name_from_type
+  >>> variable_name_from_type(BatchStat)
+  'batch_stats'
+  """
+  for name, registered in _NAME_TO_TYPE.items():
+    if registered is typ:
+      return name
+  if not allow_register:
+    raise ValueError(
+        f'{typ.__name__} has no registered collection name. Register one '
+        'with register_variable_name(name, type), or pass allow_register=True '
+        'to use the class name.'
+    )
+  register_variable_name(typ.__name__, typ)
+  return typ.__name__
+
+
+for _name, _type in (('params', Param), ('batch_stats', BatchStat), ('cache', Cache),
+                     ('intermediates', Intermediate), ('perturbations', Perturbation)):
+  register_variable_name(_name, _type)
+
+
+# -- metadata through initializers ------------------------------------------
+def with_metadata(initializer: tp.Callable[..., tp.Any], set_value_hooks=(),
+                  get_value_hooks=(), create_value_hooks=(), add_axis_hooks=(),
+                  remove_axis_hooks=(), **metadata: tp.Any):
+  """Wrap an initializer so that the Variable it fills gets ``metadata``.
+
+  >>> import jax, jax.numpy as jnp
+  >>> from nnx_edu import Param, with_metadata
+  >>> init = with_metadata(jax.nn.initializers.zeros, sharding=('in', 'out'))
+  >>> Param(init(jax.random.key(0), (1, 2)))
+  Param( # 2 (8 B)
+    value=Array([[0., 0.]], dtype=float32),
+    sharding=('in', 'out')
+  )
+  """
+  hooks = tuple(map(_as_tuple, (set_value_hooks, get_value_hooks,
+                                create_value_hooks, add_axis_hooks,
+                                remove_axis_hooks)))
+
+  def wrapped(*args: tp.Any, **kwargs: tp.Any) -> VariableMetadata:
+    return VariableMetadata(initializer(*args, **kwargs), *hooks, metadata=metadata)
+
+  return wrapped
