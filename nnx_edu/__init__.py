@@ -25,3 +25,8 @@ def __getattr__(name: str):
 
     return variables.VariableState
   raise AttributeError(f"module 'nnx_edu' has no attribute {name!r}")
+
+from nnx_edu.nn import *  # noqa: E402,F403  (the layers and activations)
+from nnx_edu.nn import initializers  # noqa: E402
+from nnx_edu.transforms import *  # noqa: E402,F403
+from nnx_edu.training import *  # noqa: E402,F403
