@@ -14,9 +14,10 @@ from nnx_edu.module import Dict, List, Module, iter_children, iter_modules
 from nnx_edu.rngs import RngCount, RngKey, Rngs, RngState, RngStream
 from nnx_edu.state import (FlatState, State, from_flat_state, replace_by_pure_dict,
                            to_flat_state, to_pure_dict)
-from nnx_edu.variables import (BatchStat, Cache, Intermediate, Param, Perturbation, Variable,
-                               VariableMetadata, register_variable_name, variable_name_from_type,
-                               variable_type_from_name, with_metadata)
+from nnx_edu.variables import Variable, VariableMetadata
+from nnx_edu.variable_types import (BatchStat, Cache, Intermediate, Param, Perturbation,
+                                    register_variable_name, variable_name_from_type,
+                                    variable_type_from_name, with_metadata)
 
 
 def __getattr__(name: str):

@@ -31,7 +31,8 @@ import typing as tp
 from nnx_edu import filters as filterlib
 from nnx_edu.graph import iter_graph
 from nnx_edu.objects import Object
-from nnx_edu.variables import Intermediate, Variable, variable_type_from_name
+from nnx_edu.variable_types import Intermediate, variable_type_from_name
+from nnx_edu.variables import Variable
 
 M = tp.TypeVar('M', bound='Module')
 
@@ -248,8 +249,8 @@ class List(Module, tp.MutableSequence):
   def _repr_attributes(self):
     return [('', item) for item in self._items]
 
-  def _repr_brackets(self) -> dict:
-    return {'brackets': ('([', '])'), 'key_sep': ''}
+  def _repr_layout(self) -> dict:
+    return {'brackets': ('([', '])'), 'key_sep': '', 'comment': ''}
 
 
 class Dict(Module, tp.MutableMapping):
@@ -301,5 +302,5 @@ class Dict(Module, tp.MutableMapping):
   def _repr_attributes(self):
     return [(repr(key), value) for key, value in self._items.items()]
 
-  def _repr_brackets(self) -> dict:
-    return {'brackets': ('({', '})'), 'key_sep': ': '}
+  def _repr_layout(self) -> dict:
+    return {'brackets': ('({', '})'), 'key_sep': ': ', 'comment': ''}

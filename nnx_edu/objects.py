@@ -78,7 +78,8 @@ class Object:
     del vars(self)[key]
 
   # How the node prints: ``Type(key=value, ...)`` by default; List and
-  # Dict override these two to print as ``List([...])`` and ``Dict({...})``.
+  # Dict override these two to print as ``List([...])`` and ``Dict({...})``
+  # (without the Variable counts, as in Flax).
   def _repr_attributes(self) -> tp.Iterable[tuple[str, tp.Any]]:
     for name, value in vars(self).items():
       # private attributes are hidden unless they hold data
@@ -86,7 +87,8 @@ class Object:
         continue
       yield name, value
 
-  def _repr_brackets(self) -> dict:
+  def _repr_layout(self) -> dict:
+    """Keyword arguments for ``reprs.render`` that override the defaults."""
     return {}
 
   def __repr__(self) -> str:
@@ -267,8 +269,8 @@ class _NodeRepr:
     if id(node) not in self.stats:
       collect_stats(node, self.stats)
     attributes = [(key, self.summarise(value)) for key, value in node._repr_attributes()]
-    return reprs.render(name, attributes, comment=stats_comment(self.stats[id(node)]),
-                        **node._repr_brackets())
+    layout = {'comment': stats_comment(self.stats[id(node)]), **node._repr_layout()}
+    return reprs.render(name, attributes, **layout)
 
   def summarise(self, value: tp.Any) -> tp.Any:
     """Large arrays become their shape; sub-nodes print through _NodeRepr."""

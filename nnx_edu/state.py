@@ -220,7 +220,8 @@ class State(tp.MutableMapping[Key, tp.Any]):
     >>> list(State.merge(a, b))
     ['m', 'w']
     """
-    return State.from_flat_path(merge_flat([as_state(s).flat_state() for s in (state, *states)]))
+    flats = [as_state(s).flat_state() for s in (state, *states)]
+    return State.from_flat_path(FlatState(merge_flat(flats)))
 
   def to_pure_dict(self) -> dict:
     """Nested plain dicts of plain values: each Variable becomes its value.
