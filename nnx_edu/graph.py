@@ -457,7 +457,7 @@ def iter_graph(node: Object) -> tp.Iterator[tuple[Path, tp.Any]]:
     children = None
     if isinstance(value, Object):
       children = value._graph_children()
-    elif isinstance(value, (list, tuple, dict)) and holds_data(value):
+    elif isinstance(value, (list, tuple, dict)):  # static ones too, as in Flax
       children = value if isinstance(value, dict) else dict(enumerate(value))
     if children is not None:
       for key in sorted(children, key=sort_key):

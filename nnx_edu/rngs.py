@@ -214,24 +214,37 @@ class Rngs(Object):
       split = {}
     elif not isinstance(split, tp.Mapping):
       split = {...: split}
-    return Rngs(**{name: _fork_stream(name, stream, split) for name, stream in self.items()})
+    streams = {}
+    for name, stream in self.items():
+      k = _split_size(stream, split)
+      streams[name] = stream.fork() if k is None else stream.split(k)
+    return Rngs(**streams)
 
   def split(self, k: tp.Any) -> 'Rngs':
     """Streams that each hand out ``k`` keys at once (for ``nnx.vmap``).
+
+    ``k`` may be a mapping from filters (such as a stream's name) to sizes;
+    streams no filter selects are kept as they are.
 
     >>> import nnx_edu as nnx
     >>> nnx.Rngs(0).split(4).default.key.value.shape
     (4,)
     """
     split = k if isinstance(k, tp.Mapping) else {...: k}
-    return Rngs(**{name: _fork_stream(name, stream, split) for name, stream in self.items()})
+    streams = {}
+    for name, stream in self.items():
+      size = _split_size(stream, split)
+      # unselected streams keep their key (and restart their count), as in Flax
+      streams[name] = stream if size is None else stream.split(size)
+    return Rngs(**streams)
 
 
-def _fork_stream(name: str, stream: RngStream, split: tp.Mapping) -> RngStream:
+def _split_size(stream: RngStream, split: tp.Mapping) -> tp.Any:
+  """The split size of the first filter in ``split`` that selects ``stream``."""
   for filter, k in split.items():
-    if filterlib.to_predicate(filter)((name,), stream):
-      return stream.split(k)
-  return stream.fork()
+    if filterlib.to_predicate(filter)((), stream):
+      return k
+  return None
 
 
 def _sampler(name: str, of_rngs: bool):
