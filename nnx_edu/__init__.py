@@ -8,6 +8,7 @@ module, rngs, then the layers in ``nn/``.
 from nnx_edu import filters, graph
 from nnx_edu.filters import All, Any, Everything, Not, Nothing, OfType, PathContains, WithTag
 from nnx_edu.objects import Object, data, static
+from nnx_edu.display import display
 from nnx_edu.graph import (GraphDef, clone, graphdef, iter_graph, merge, pop,
                            split, state, update)
 from nnx_edu.module import Dict, List, Module, iter_children, iter_modules

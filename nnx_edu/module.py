@@ -232,6 +232,14 @@ class List(Module, tp.MutableSequence):
     return len(self._items)
 
   def insert(self, index: int, value: tp.Any) -> None:
+    """Insert ``value`` before ``index``, as ``list.insert`` does.
+
+    >>> import nnx_edu as nnx
+    >>> items = nnx.List([1, 3])
+    >>> items.insert(1, 2)
+    >>> list(items)
+    [1, 2, 3]
+    """
     self._items.insert(index, value)
 
   def _graph_children(self) -> dict[int, tp.Any]:

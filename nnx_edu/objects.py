@@ -94,6 +94,12 @@ class Object:
   def __repr__(self) -> str:
     return node_repr(self)
 
+  def __treescope_repr__(self, path, subtree_renderer):
+    # The notebook display lives in nnx_edu.widgets; imported only when asked.
+    from nnx_edu.widgets import treescope_view
+
+    return treescope_view.render_node(self, path, subtree_renderer)
+
 
 @dataclasses.dataclass(frozen=True)
 class Marked:

@@ -33,12 +33,18 @@ from nnx_edu.variables import Variable
 
 RngSeed = tp.Union[int, jax.Array, 'RngStream']
 
-# The jax.random samplers that streams offer as methods: stream.normal(shape).
-RANDOM_FUNCTIONS = ('bits', 'uniform', 'randint', 'permutation', 'choice', 'normal',
-                    'multivariate_normal', 'truncated_normal', 'bernoulli', 'beta',
-                    'cauchy', 'dirichlet', 'exponential', 'gamma', 'loggamma',
-                    'poisson', 'gumbel', 'categorical', 'laplace', 'logistic',
-                    'orthogonal', 'rademacher', 'maxwell', 't', 'weibull_min')
+# The jax.random samplers that streams (and Rngs, through 'default') offer as
+# methods, each with the arguments of its docstring example and the shape that
+# example returns: ``rngs.normal((2,))`` is ``jax.random.normal(rngs(), (2,))``.
+RANDOM_FUNCTIONS = {
+    'bits': ('(2,)', '(2,)'), 'uniform': ('(2,)', '(2,)'), 'normal': ('(2,)', '(2,)'),
+    'truncated_normal': ('-1.0, 1.0, (2,)', '(2,)'), 'bernoulli': ('0.5, (2,)', '(2,)'),
+    'randint': ('(2,), 0, 10', '(2,)'), 'permutation': ('4', '(4,)'),
+    'choice': ('4, (2,)', '(2,)'), 'categorical': ('jnp.zeros(3), shape=(2,)', '(2,)'),
+    'gumbel': ('(2,)', '(2,)'), 'exponential': ('(2,)', '(2,)'), 'laplace': ('(2,)', '(2,)'),
+    'logistic': ('(2,)', '(2,)'), 'cauchy': ('(2,)', '(2,)'), 'orthogonal': ('3', '(3, 3)'),
+    'multivariate_normal': ('jnp.zeros(2), jnp.eye(2)', '(2,)'),
+}
 
 
 class RngState(Variable):
@@ -247,19 +253,22 @@ def _split_size(stream: RngStream, split: tp.Mapping) -> tp.Any:
   return None
 
 
-def _sampler(name: str, of_rngs: bool):
+def _sampler(name: str, of: str):
   sample = getattr(jax.random, name)
+  args, shape = RANDOM_FUNCTIONS[name]
 
   def method(self, *args: tp.Any, **kwargs: tp.Any) -> jax.Array:
-    key = self() if not of_rngs else self._stream('default', AttributeError)()
-    return sample(key, *args, **kwargs)
+    return sample(self(), *args, **kwargs)
 
   method.__name__ = name
-  method.__doc__ = f'``jax.random.{name}`` with the next key of the stream.'
+  method.__doc__ = (
+      f'``jax.random.{name}`` with the next key of the {of}.\n\n'
+      '>>> import jax.numpy as jnp\n>>> import nnx_edu as nnx\n'
+      f'>>> nnx.Rngs(0).{"default." if of == "stream" else ""}{name}({args}).shape\n{shape}\n'
+  )
   return method
 
 
 for _name in RANDOM_FUNCTIONS:
-  if hasattr(jax.random, _name):
-    setattr(RngStream, _name, _sampler(_name, of_rngs=False))
-    setattr(Rngs, _name, _sampler(_name, of_rngs=True))
+  setattr(RngStream, _name, _sampler(_name, of='stream'))
+  setattr(Rngs, _name, _sampler(_name, of="'default' stream"))

@@ -134,9 +134,20 @@ class State(tp.MutableMapping[Key, tp.Any]):
   def __repr__(self) -> str:
     return _render_mapping('State', self)
 
+  def __treescope_repr__(self, path, subtree_renderer):
+    # The notebook display lives in nnx_edu.widgets; imported only when asked.
+    from nnx_edu.widgets import treescope_view
+
+    return treescope_view.render_state(self, path, subtree_renderer)
+
   # -- the flat view -------------------------------------------------------
   def flat_state(self) -> FlatState:
-    """This State as sorted ``(path, leaf)`` pairs (see ``FlatState``)."""
+    """This State as sorted ``(path, leaf)`` pairs (see ``FlatState``).
+
+    >>> from nnx_edu import State
+    >>> State({'a': {'b': 1.0}, 'c': 2.0}).flat_state().paths
+    (('a', 'b'), ('c',))
+    """
     pairs: list[tuple[Path, tp.Any]] = []
 
     def walk(prefix: Path, state: State) -> None:

@@ -283,12 +283,24 @@ class Variable(tp.Generic[A]):
     return new
 
   def add_axis(self, axis_index: int, axis_name: tp.Any) -> None:
-    """Run the add-axis hooks (called by ``nnx.vmap`` / ``nnx.scan``)."""
+    """Run the add-axis hooks (called by ``nnx.vmap`` / ``nnx.scan``).
+
+    >>> from nnx_edu import Variable
+    >>> v = Variable(0.0, add_axis_hooks=lambda var, i, name: print('axis', i, name))
+    >>> v.add_axis(0, 'layers')
+    axis 0 layers
+    """
     for hook in self._hooks.get('add_axis', ()):
       hook(self, axis_index, axis_name)
 
   def remove_axis(self, axis_index: int, axis_name: tp.Any) -> None:
-    """Run the remove-axis hooks (called by ``nnx.vmap`` / ``nnx.scan``)."""
+    """Run the remove-axis hooks (called by ``nnx.vmap`` / ``nnx.scan``).
+
+    >>> from nnx_edu import Variable
+    >>> v = Variable(0.0, remove_axis_hooks=lambda var, i, name: print('removed', i))
+    >>> v.remove_axis(0, 'layers')
+    removed 0
+    """
     for hook in self._hooks.get('remove_axis', ()):
       hook(self, axis_index, axis_name)
 
@@ -301,6 +313,12 @@ class Variable(tp.Generic[A]):
         [('value', value), *self._metadata.items()],
         comment=f' # {size}' if size else '',
     )
+
+  def __treescope_repr__(self, path, subtree_renderer):
+    # The notebook display lives in nnx_edu.widgets; imported only when asked.
+    from nnx_edu.widgets import treescope_view
+
+    return treescope_view.render_variable(self, path, subtree_renderer)
 
   # -- behaving like the array inside --------------------------------------
   def __jax_array__(self):
