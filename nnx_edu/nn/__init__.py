@@ -5,5 +5,7 @@ from nnx_edu.nn.activations import *  # noqa: F403
 from nnx_edu.nn.attention import *  # noqa: F403
 from nnx_edu.nn.dtypes import canonicalize_dtype, promote_dtype
 from nnx_edu.nn.linear import *  # noqa: F403
+from nnx_edu.nn.conv import *  # noqa: F403
 from nnx_edu.nn.normalization import *  # noqa: F403
 from nnx_edu.nn.stochastic import *  # noqa: F403
+from nnx_edu.nn.sequential import *  # noqa: F403
