@@ -2,6 +2,7 @@
 
 from nnx_edu.nn import initializers
 from nnx_edu.nn.activations import *  # noqa: F403
+from nnx_edu.nn.attention_functions import *  # noqa: F403
 from nnx_edu.nn.attention import *  # noqa: F403
 from nnx_edu.nn.dtypes import canonicalize_dtype, promote_dtype
 from nnx_edu.nn.linear import *  # noqa: F403
