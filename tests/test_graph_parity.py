@@ -11,7 +11,7 @@ import pytest
 from flax import nnx as fnnx
 
 import nnx_edu as nnx
-from conftest import normalize_repr
+from parity import normalize_repr
 from models import MODELS
 
 MODEL_NAMES = list(MODELS)

@@ -17,7 +17,7 @@ from flax import nnx as fnnx
 from jax.sharding import PartitionSpec as P
 
 import nnx_edu as nnx
-from conftest import normalize_repr
+from parity import normalize_repr
 
 jax.config.update('jax_default_matmul_precision', 'highest')
 
