@@ -31,4 +31,6 @@ def __getattr__(name: str):
 from nnx_edu.nn import *  # noqa: E402,F403  (the layers and activations)
 from nnx_edu.nn import initializers  # noqa: E402
 from nnx_edu.transforms import *  # noqa: E402,F403
+from nnx_edu.autodiff import *  # noqa: E402,F403
+from nnx_edu.iteration import *  # noqa: E402,F403
 from nnx_edu.training import *  # noqa: E402,F403

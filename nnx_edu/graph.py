@@ -26,7 +26,13 @@ Walking the graph visits attributes sorted by name, so the order of paths
 never depends on the order in which ``__init__`` set them.  A Variable or
 node reachable along two paths is visited once, at its first path; the
 GraphDef records the second path as a reference, so sharing survives a
-``split``/``merge`` round trip.
+``split``/``merge`` round trip.  Any JAX pytree that holds graph data (a
+list or dict marked with ``nnx.data``, an optax state made of namedtuples
+and States) is walked too, with the keys JAX gives its children.
+
+These functions run on every call of a transform, so they are written to be
+quick: what to do with a value is decided once per Python type (``_kind``),
+and nothing is hashed until someone asks for a hash.
 """
 
 from __future__ import annotations
@@ -35,11 +41,10 @@ import dataclasses
 import typing as tp
 
 import jax
-import numpy as np
 
 from nnx_edu import filters as filterlib
-from nnx_edu.objects import Object, holds_data, is_array
-from nnx_edu.state import State, as_state, merge_flat, raise_not_exhaustive, sort_key, _partition
+from nnx_edu.objects import Object, is_array, structure_changed
+from nnx_edu.state import State, _partition, as_state, merge_flat, raise_not_exhaustive, sort_key
 from nnx_edu.variables import Variable, _new_variable
 
 Key = filterlib.Key
@@ -60,25 +65,31 @@ def hashable(x: tp.Any) -> tp.Any:
     return ('id', id(x))  # unhashable and not a container: compare by identity
 
 
-@dataclasses.dataclass(frozen=True, eq=False)
+# The definitions below are plain (not frozen) dataclasses: frozen ones are
+# about three times slower to create, and flatten creates one per attribute.
+@dataclasses.dataclass(eq=False)
 class Static:
   """A static attribute value, compared and hashed by content."""
 
   value: tp.Any
 
   def __eq__(self, other: object) -> bool:
-    return isinstance(other, Static) and hashable(self.value) == hashable(other.value)
+    return isinstance(other, Static) and (
+        self.value is other.value or hashable(self.value) == hashable(other.value))
 
   def __hash__(self) -> int:
     return hash(hashable(self.value))
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(unsafe_hash=True)
 class ArrayDef:
   """A bare array attribute; its value is in the State."""
 
 
-@dataclasses.dataclass(frozen=True)
+ARRAY_DEF = ArrayDef()  # it has no fields, so one instance serves everywhere
+
+
+@dataclasses.dataclass(unsafe_hash=True)
 class VariableDef:
   """A Variable: its type and metadata here, its value in the State."""
 
@@ -88,39 +99,49 @@ class VariableDef:
   hooks: Static
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(unsafe_hash=True)
 class NodeRef:
   """A node or Variable already visited at an earlier path (a shared reference)."""
 
   index: int
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(unsafe_hash=True)
 class ContainerDef:
-  """A list, tuple or dict (marked with ``nnx.data``) holding graph data."""
+  """A pytree that holds graph data: a list, dict, namedtuple, State, ...
 
-  type: type
+  ``treedef`` is JAX's description of its outer level; it rebuilds the
+  container from its children.
+  """
+
+  treedef: jax.tree_util.PyTreeDef
   attributes: tuple[tuple[Key, tp.Any], ...]
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass
 class NodeDef:
   """The static description of one node: its type and its attributes.
 
   ``attributes`` pairs each attribute name with a ``Static``, ``ArrayDef``,
   ``VariableDef``, ``NodeRef``, ``ContainerDef`` or a nested ``NodeDef``.
   The GraphDef of a model is the NodeDef of its root.
+
+  >>> import nnx_edu as nnx
+  >>> graphdef = nnx.graphdef(nnx.Linear(2, 3, rngs=nnx.Rngs(0)))
+  >>> graphdef
+  GraphDef(Linear, 11 attributes)
+  >>> [key for key, _ in graphdef.attributes][:3]
+  ['bias', 'dot_general', 'dtype']
   """
 
   type: type
   index: int
   attributes: tuple[tuple[Key, tp.Any], ...]
 
-  def __post_init__(self):
-    # Hash once: jax.jit hashes the GraphDef on every call.
-    object.__setattr__(self, '_hash', hash((self.type, self.index, self.attributes)))
-
   def __hash__(self) -> int:
+    # Computed on first use and kept: jax.jit may hash a GraphDef on every call.
+    if '_hash' not in vars(self):
+      self._hash = hash((self.type, self.index, self.attributes))
     return self._hash
 
   def __repr__(self) -> str:
@@ -128,14 +149,93 @@ class NodeDef:
 
 
 GraphDef = NodeDef
+# A GraphDef is a pytree with no leaves, so it can be passed to jax.jit as
+# an argument like any other: it becomes part of the compilation cache key.
+jax.tree_util.register_static(NodeDef)
+
+
+# -- what flatten does with each value ---------------------------------------------
+VARIABLE, NODE, ARRAY, LEAF, PYTREE = 'variable', 'node', 'array', 'leaf', 'pytree'
+_KINDS: dict[type, str] = {type(None): LEAF}  # JAX calls None an empty pytree
+
+
+def _kind(value: tp.Any) -> str:
+  """VARIABLE, NODE, ARRAY, PYTREE (a container JAX can open) or LEAF (static).
+
+  The answer depends only on the type, so it is worked out once per type.
+  """
+  kind = _KINDS.get(type(value))
+  if kind is None:
+    if isinstance(value, Variable):
+      kind = VARIABLE
+    elif isinstance(value, Object):
+      kind = NODE
+    elif is_array(value):
+      kind = ARRAY
+    else:
+      treedef = jax.tree.structure(value)
+      # A leaf to JAX is one node holding one leaf: () has one node, no leaf.
+      kind = LEAF if treedef.num_nodes == 1 and treedef.num_leaves == 1 else PYTREE
+    _KINDS[type(value)] = kind
+  return kind
+
+
+def _is_graph_leaf(x: tp.Any) -> bool:
+  return isinstance(x, (Variable, Object))
+
+
+def holds_graph_data(value: tp.Any) -> bool:
+  """Whether a pytree holds Variables, graph nodes or arrays anywhere inside.
+
+  >>> import jax.numpy as jnp
+  >>> holds_graph_data((1, 'a')), holds_graph_data({'x': [jnp.ones(1)]})
+  (False, True)
+  """
+  return any(_kind(leaf) != LEAF
+             for leaf in jax.tree.leaves(value, is_leaf=_is_graph_leaf))
+
+
+def _key_name(entry: tp.Any) -> Key:
+  """The plain key of one JAX path entry: a dict key, an index or a field name."""
+  for field in ('key', 'idx', 'name'):
+    if hasattr(entry, field):
+      return getattr(entry, field)
+  raise TypeError(f'Unknown pytree key {entry!r}')
+
+
+def container_children(value: tp.Any):
+  """``([(key, child), ...], treedef)`` for the outer level of a pytree.
+
+  >>> import jax.numpy as jnp
+  >>> container_children({'b': 1, 'a': 2})[0]
+  [('a', 2), ('b', 1)]
+  """
+  children, treedef = jax.tree_util.tree_flatten_with_path(
+      value, is_leaf=lambda x: x is not value)
+  return [(_key_name(path[0]), child) for path, child in children], treedef
+
+
+def sorted_keys(children: tp.Iterable[Key]) -> list[Key]:
+  """Keys in path order: ints (list indices) before strs (attribute names).
+
+  >>> sorted_keys(['b', 1, 'a', 0])
+  [0, 1, 'a', 'b']
+  """
+  try:
+    return sorted(children)  # all strs or all ints: the common, fast case
+  except TypeError:
+    return sorted(children, key=sort_key)
 
 
 # -- flatten: graph -> (GraphDef, paths, leaves) -------------------------------
-def flatten(node: Object) -> tuple[NodeDef, list[Path], list[tp.Any]]:
+def flatten(node: Object, *, nodes: list | None = None
+            ) -> tuple[NodeDef, list[Path], list[tp.Any]]:
   """Walk ``node``; return its GraphDef and its leaves with their paths.
 
   The leaves are the Variables themselves (and bare arrays), in sorted path
-  order.
+  order.  If a list ``nodes`` is given, every node and Variable is appended
+  to it in visit order, so that ``nodes[i]`` is the object with index ``i``
+  in the GraphDef (transforms use this to write results back).
 
   >>> import nnx_edu as nnx
   >>> graphdef, paths, leaves = nnx.graph.flatten(nnx.Linear(2, 3, rngs=nnx.Rngs(0)))
@@ -147,69 +247,103 @@ def flatten(node: Object) -> tuple[NodeDef, list[Path], list[tp.Any]]:
         f'Expected a Module (or another nnx graph node), got {type(node).__name__}. '
         'split, state, graphdef and clone take a Module.'
     )
-  seen: dict[int, int] = {}  # id(object) -> its index in visit order
+  nodes = [] if nodes is None else nodes
+  index: dict[int, int] = {}  # id(node or Variable) -> its index in visit order
   paths: list[Path] = []
   leaves: list[tp.Any] = []
 
   def visit(value: tp.Any, path: Path) -> tp.Any:
-    if id(value) in seen and isinstance(value, (Variable, Object)):
-      return NodeRef(seen[id(value)])
-    if isinstance(value, Variable):
-      seen[id(value)] = len(seen)
+    kind = _kind(value)
+    if kind is VARIABLE or kind is NODE:
+      seen = index.get(id(value))
+      if seen is not None:
+        return NodeRef(seen)
+      index[id(value)] = position = len(nodes)
+      nodes.append(value)
+      if kind is NODE:
+        return NodeDef(type(value), position, visit_children(value._graph_children(), path))
       paths.append(path)
       leaves.append(value)
-      return VariableDef(type(value), seen[id(value)], Static(value._metadata),
-                         Static(value._hooks))
-    if isinstance(value, Object):
-      seen[id(value)] = index = len(seen)
-      return NodeDef(type(value), index, visit_children(value._graph_children(), path))
-    if is_array(value):
+      return VariableDef(type(value), position, Static(value._metadata), Static(value._hooks))
+    if kind is ARRAY:
       paths.append(path)
       leaves.append(value)
-      return ArrayDef()
-    if isinstance(value, (list, tuple, dict)) and holds_data(value):
-      items = value if isinstance(value, dict) else dict(enumerate(value))
-      return ContainerDef(type(value), visit_children(items, path))
+      return ARRAY_DEF
+    if kind is PYTREE and holds_graph_data(value):
+      children, treedef = container_children(value)
+      return ContainerDef(treedef, tuple((key, visit_child(child, path, key))
+                                         for key, child in children))
     return Static(value)
 
   def visit_children(children: tp.Mapping[Key, tp.Any], path: Path):
-    return tuple((key, visit(children[key], path + (key,)))
-                 for key in sorted(children, key=sort_key))
+    return tuple((key, visit_child(children[key], path, key)) for key in sorted_keys(children))
+
+  def visit_child(value: tp.Any, path: Path, key: Key):
+    # Most attributes are plain settings: skip building their path.
+    return Static(value) if _kind(value) is LEAF else visit(value, path + (key,))
 
   graphdef = visit(node, ())
   return graphdef, paths, leaves
 
 
 # -- unflatten: (GraphDef, leaves) -> graph ------------------------------------
-def unflatten(graphdef: NodeDef, take_leaf: tp.Callable[[Path], tp.Any]) -> Object:
+def unflatten(graphdef: NodeDef, take_leaf: tp.Callable[[Path], tp.Any], *,
+              built: dict[int, tp.Any] | None = None) -> Object:
   """Rebuild the graph described by ``graphdef``.
 
-  ``take_leaf(path)`` supplies the leaf for each path.  A Variable leaf is
-  used as it is (the new graph shares it); an array leaf under a
-  ``VariableDef`` is put into a new Variable of the recorded type.
+  ``take_leaf(path)`` supplies the leaf for each path, in the order of the
+  paths of ``flatten``.  A Variable leaf is used as it is (the new graph
+  shares it); an array leaf under a ``VariableDef`` is put into a new
+  Variable of the recorded type.
+
+  ``built`` maps GraphDef indices to objects.  Objects already in it are
+  *updated in place* instead of created: this is how a transform writes what
+  happened inside it back into the caller's model.  It is filled in as the
+  graph is built.
   """
-  built: dict[int, tp.Any] = {}
+  built = {} if built is None else built
 
   def build(definition: tp.Any, path: Path) -> tp.Any:
-    if isinstance(definition, Static):
-      return definition.value
-    if isinstance(definition, NodeRef):
+    kind = type(definition)
+    if kind is NodeRef:
       return built[definition.index]
-    if isinstance(definition, ArrayDef):
+    if kind is ArrayDef:
       return take_leaf(path)
-    if isinstance(definition, VariableDef):
-      leaf = take_leaf(path)
-      if not isinstance(leaf, Variable):
-        leaf = _new_variable(definition.type, leaf, dict(definition.metadata.value),
-                             definition.hooks.value)
-      built[definition.index] = leaf
-      return leaf
-    if isinstance(definition, ContainerDef):
-      items = {key: build(d, path + (key,)) for key, d in definition.attributes}
-      return items if definition.type is dict else definition.type(items.values())
-    node = object.__new__(definition.type)  # no __init__: the graph says it all
-    built[definition.index] = node
-    node._graph_restore({key: build(d, path + (key,)) for key, d in definition.attributes})
+    if kind is VariableDef:
+      return build_variable(definition, take_leaf(path))
+    if kind is ContainerDef:
+      return definition.treedef.unflatten(build_children(definition, path).values())
+    return build_node(definition, path)
+
+  def build_children(definition: tp.Any, path: Path) -> dict[Key, tp.Any]:
+    return {key: d.value if type(d) is Static else build(d, path + (key,))
+            for key, d in definition.attributes}
+
+  def build_variable(definition: VariableDef, leaf: tp.Any) -> Variable:
+    existing = built.get(definition.index)
+    if existing is not None:  # write into the caller's Variable
+      vars(existing)['_value'] = vars(leaf)['_value'] if isinstance(leaf, Variable) else leaf
+      vars(existing)['_metadata'] = dict(definition.metadata.value)
+      return existing
+    if not isinstance(leaf, Variable):
+      leaf = _new_variable(definition.type, leaf, dict(definition.metadata.value),
+                           definition.hooks.value)
+    built[definition.index] = leaf
+    return leaf
+
+  def build_node(definition: NodeDef, path: Path) -> Object:
+    node = built.get(definition.index)
+    existed = node is not None
+    if not existed:
+      node = object.__new__(definition.type)  # no __init__: the graph says it all
+      built[definition.index] = node
+    children = build_children(definition, path)
+    if existed:  # it may have lost attributes inside a transform (nnx.pop)
+      for key in sorted(node._graph_children().keys() - children.keys(), key=sort_key,
+                        reverse=True):
+        node._graph_del(key)
+      structure_changed()
+    node._graph_restore(children)
     return node
 
   return build(graphdef, ())
@@ -253,7 +387,8 @@ def merge(graphdef: NodeDef, state: tp.Mapping, /, *states: tp.Mapping) -> tp.An
         f'merge expects a GraphDef first (from nnx.split or nnx.graphdef), got '
         f'{type(graphdef).__name__}. Call it as nnx.merge(graphdef, state, ...).'
     )
-  flat = dict(merge_flat([as_state(s).flat_state() for s in (state, *states)]))
+  flat = _leaves_by_path(state) if not states else dict(
+      merge_flat([_leaves_by_path(s).items() for s in (state, *states)]))
 
   def take_leaf(path: Path) -> tp.Any:
     if path not in flat:
@@ -266,10 +401,26 @@ def merge(graphdef: NodeDef, state: tp.Mapping, /, *states: tp.Mapping) -> tp.An
   node = unflatten(graphdef, take_leaf)
   if flat:
     raise ValueError(
-        f'merge: the States have paths the GraphDef does not know: {sorted(flat)[:5]}. '
+        f'merge: the States have paths the GraphDef does not know: '
+        f'{sorted(flat, key=lambda p: tuple(map(sort_key, p)))[:5]}. '
         'Were they split from a different model?'
     )
   return node
+
+
+def _leaves_by_path(state: tp.Mapping) -> dict[Path, tp.Any]:
+  """``{path: leaf}`` of a (nested) State or mapping, in no particular order."""
+  flat: dict[Path, tp.Any] = {}
+
+  def walk(prefix: Path, mapping: tp.Mapping) -> None:
+    for key, value in mapping.items():
+      if isinstance(value, (State, dict)):
+        walk(prefix + (key,), value)
+      else:
+        flat[prefix + (key,)] = value
+
+  walk((), state)
+  return flat
 
 
 def graphdef(node: Object) -> NodeDef:
@@ -321,26 +472,35 @@ def update(node: Object, state: tp.Mapping, /, *states: tp.Mapping) -> None:
   """
   if not isinstance(node, Object):
     raise TypeError(f'update expects a Module first, got {type(node).__name__}.')
-  for path, new in merge_flat([as_state(s).flat_state() for s in (state, *states)]):
-    assign_leaf(node, path, new, check=True)
+  merged = as_state(state) if not states else State.merge(state, *states)
+  # Walk the State and the model together: each node's children are looked
+  # up once, however many leaves lie below it.
+  def walk(parent: tp.Any, subtree: State, path: Path) -> None:
+    children = _children_of(parent)
+    for key, new in subtree.items():
+      here = path + (key,)
+      if isinstance(new, State):
+        if key not in children:
+          _raise_no_attribute(parent, children, here)
+        walk(children[key], new, here)
+      else:
+        assign_leaf(parent, children, key, new, here)
+
+  walk(node, merged, ())
 
 
-def assign_leaf(node: Object, path: Path, new: tp.Any, *, check: bool) -> None:
-  """Put ``new`` at ``path`` in ``node``: into the Variable there, or as a new leaf."""
-  parent = node
-  for depth, key in enumerate(path[:-1]):
-    parent = _child(parent, key, path[:depth + 1])
-  key = path[-1]
-  current = _children_of(parent).get(key)
+def assign_leaf(parent: tp.Any, children: tp.Mapping[Key, tp.Any], key: Key, new: tp.Any,
+                path: Path) -> None:
+  """Put ``new`` at ``key`` of ``parent``: into the Variable there, or as a new leaf."""
+  current = children.get(key)
   if isinstance(current, Variable):
-    if check:
-      _check_fits(path, current, new)
+    _check_fits(path, current, new)
     if isinstance(new, Variable):
       vars(current)['_value'] = vars(new)['_value']
       vars(current)['_metadata'] = dict(new._metadata)
     else:
       vars(current)['_value'] = new
-  elif current is None or is_array(current):
+  elif key not in children or is_array(current):
     _set_child(parent, key, new)
   else:
     raise ValueError(
@@ -357,7 +517,7 @@ def _check_fits(path: Path, current: Variable, new: tp.Any) -> None:
         'was taken from.'
     )
   old_shape = getattr(vars(current)['_value'], 'shape', None)
-  new_shape = getattr(new.get_value() if isinstance(new, Variable) else new, 'shape', None)
+  new_shape = getattr(vars(new)['_value'] if isinstance(new, Variable) else new, 'shape', None)
   if old_shape is not None and new_shape is not None and old_shape != new_shape:
     raise ValueError(
         f'update: the value for {path} has shape {tuple(new_shape)} but the '
@@ -369,24 +529,27 @@ def _check_fits(path: Path, current: Variable, new: tp.Any) -> None:
 def _children_of(parent: tp.Any) -> tp.Mapping[Key, tp.Any]:
   if isinstance(parent, Object):
     return parent._graph_children()
-  return parent if isinstance(parent, dict) else dict(enumerate(parent))
+  return dict(container_children(parent)[0])
 
 
-def _child(parent: tp.Any, key: Key, path: Path) -> tp.Any:
-  children = _children_of(parent)
-  if key not in children:
-    raise ValueError(
-        f'update: the model has no attribute at {path}. The State does not '
-        f'fit this {type(parent).__name__}; its attributes are '
-        f'{sorted(map(str, children))}.'
-    )
-  return children[key]
+def _raise_no_attribute(parent: tp.Any, children: tp.Mapping, path: Path) -> tp.NoReturn:
+  raise ValueError(
+      f'update: the model has no attribute at {path}. The State does not '
+      f'fit this {type(parent).__name__}; its attributes are '
+      f'{sorted(map(str, children))}.'
+  )
 
 
 def _set_child(parent: tp.Any, key: Key, value: tp.Any) -> None:
+  structure_changed()
   if isinstance(parent, Object):
     parent._graph_set(key, value)
-  else:  # a list or dict marked with nnx.data
+  elif isinstance(parent, tuple):
+    raise ValueError(
+        f'update: cannot set {key!r} inside a {type(parent).__name__}, which is '
+        'immutable. Keep arrays that change in Variables.'
+    )
+  else:  # a list, dict or State marked with nnx.data
     parent[key] = value
 
 
@@ -400,9 +563,10 @@ def clone(node: Object) -> tp.Any:
   """
   if isinstance(node, State):
     return jax.tree.map(lambda x: x, node)
-  graphdef, paths, leaves = flatten(node)
-  copies = dict(zip(paths, (v.replace() if isinstance(v, Variable) else v for v in leaves)))
-  return unflatten(graphdef, copies.__getitem__)
+  graphdef, _, leaves = flatten(node)
+  # unflatten asks for the leaves in the order flatten found them
+  copies = iter([v.replace() if isinstance(v, Variable) else v for v in leaves])
+  return unflatten(graphdef, lambda path: next(copies))
 
 
 def pop(node: Object, *filters: filterlib.Filter):
@@ -424,6 +588,7 @@ def pop(node: Object, *filters: filterlib.Filter):
     raise TypeError('pop needs at least one filter, for example nnx.pop(model, nnx.Intermediate).')
   _, paths, leaves = flatten(node)
   groups, _ = _partition(zip(paths, leaves), filters)
+  structure_changed()
   for group in groups:
     for path, _leaf in group:
       parent = node
@@ -445,7 +610,7 @@ def iter_graph(node: Object) -> tp.Iterator[tuple[Path, tp.Any]]:
   >>> import nnx_edu as nnx
   >>> model = nnx.Linear(1, 1, use_bias=False, rngs=nnx.Rngs(0))
   >>> [path for path, value in nnx.iter_graph(model)][-3:]
-  [('precision',), ('preferred_element_type',), ()]
+  [('promote_dtype',), ('use_bias',), ()]
   """
   seen: set[int] = set()
 

@@ -30,7 +30,7 @@ import typing as tp
 
 from nnx_edu import filters as filterlib
 from nnx_edu.graph import iter_graph
-from nnx_edu.objects import Object
+from nnx_edu.objects import Object, structure_changed
 from nnx_edu.variable_types import Intermediate, variable_type_from_name
 from nnx_edu.variables import Variable
 
@@ -224,9 +224,11 @@ class List(Module, tp.MutableSequence):
 
   def __setitem__(self, index, value) -> None:
     self._items[index] = value
+    structure_changed()
 
   def __delitem__(self, index) -> None:
     del self._items[index]
+    structure_changed()
 
   def __len__(self) -> int:
     return len(self._items)
@@ -241,6 +243,7 @@ class List(Module, tp.MutableSequence):
     [1, 2, 3]
     """
     self._items.insert(index, value)
+    structure_changed()
 
   def _graph_children(self) -> dict[int, tp.Any]:
     return dict(enumerate(self._items))
@@ -279,9 +282,11 @@ class Dict(Module, tp.MutableMapping):
 
   def __setitem__(self, key, value) -> None:
     self._items[key] = value
+    structure_changed()
 
   def __delitem__(self, key) -> None:
     del self._items[key]
+    structure_changed()
 
   def __iter__(self):
     return iter(self._items)

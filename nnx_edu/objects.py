@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import typing as tp
+from collections import abc
 
 import jax
 import numpy as np
@@ -29,6 +30,27 @@ from nnx_edu import reprs
 from nnx_edu.variables import Variable
 
 Key = tp.Union[str, int]
+
+
+# -- noticing structural changes ---------------------------------------------------
+# nnx.jit keeps the flattened form of its arguments from one call to the next.
+# That stays valid while no graph node gains, loses or replaces an attribute,
+# so every such change bumps this counter.  (A new *value* in a Variable is
+# not a structural change.)
+structure_version = 0
+
+
+def structure_changed() -> None:
+  """Note that a graph node's attributes changed: bumps ``structure_version``.
+
+  >>> from nnx_edu import objects
+  >>> before = objects.structure_version
+  >>> objects.structure_changed()
+  >>> objects.structure_version == before + 1
+  True
+  """
+  global structure_version
+  structure_version += 1
 
 
 class Object:
@@ -58,6 +80,11 @@ class Object:
       value = value.value
     check_assignment(self, name, value)
     object.__setattr__(self, name, value)
+    structure_changed()
+
+  def __delattr__(self, name: str) -> None:
+    object.__delattr__(self, name)
+    structure_changed()
 
   def _mark(self, name: str, is_data: bool) -> None:
     marks = dict(vars(self).get('_nnx_marks', {}))
@@ -144,12 +171,12 @@ def is_array(x: tp.Any) -> bool:
 
 
 def holds_data(value: tp.Any) -> bool:
-  """Whether ``value`` is, or (in a list, tuple or dict) holds, graph data."""
+  """Whether ``value`` is, or (in a list, tuple or mapping) holds, graph data."""
   if isinstance(value, (Variable, Object)) or is_array(value):
     return True
   if isinstance(value, (list, tuple)):
     return any(map(holds_data, value))
-  if isinstance(value, dict):
+  if isinstance(value, abc.Mapping):  # a dict, or a State inside an optax state
     return any(map(holds_data, value.values()))
   return False
 
@@ -237,13 +264,13 @@ def _sort_key(key: Key) -> tuple[bool, Key]:
 
 def is_node_like(value: tp.Any) -> bool:
   return isinstance(value, (Object, Variable)) or (
-      isinstance(value, (list, tuple, dict)) and holds_data(value))
+      isinstance(value, (list, tuple, abc.Mapping)) and holds_data(value))
 
 
 def children_of(value: tp.Any) -> tp.Mapping[Key, tp.Any]:
   if isinstance(value, Object):
     return value._graph_children()
-  if isinstance(value, dict):
+  if isinstance(value, abc.Mapping):
     return value
   if isinstance(value, (list, tuple)):
     return dict(enumerate(value))
@@ -284,8 +311,10 @@ class _NodeRepr:
       return _NodeRepr(value, self.stats, self.seen)
     if isinstance(value, Variable):
       return value.replace(jax.tree.map(reprs.ArrayShape.of, vars(value)['_value']))
-    if isinstance(value, (list, tuple, dict)) and holds_data(value):
-      items = value.items() if isinstance(value, dict) else enumerate(value)
-      summary = {key: self.summarise(v) for key, v in items}
-      return summary if isinstance(value, dict) else type(value)(summary.values())
+    if isinstance(value, abc.Mapping) and holds_data(value):  # a dict or a State
+      summary = {key: self.summarise(v) for key, v in value.items()}
+      return summary if isinstance(value, dict) else type(value)(summary)
+    if isinstance(value, (list, tuple)) and holds_data(value):
+      # Flax prints namedtuples (optax states) as plain tuples
+      return (list if isinstance(value, list) else tuple)(map(self.summarise, value))
     return reprs.ArrayShape.of(value)

@@ -288,6 +288,8 @@ class State(tp.MutableMapping[Key, tp.Any]):
 
 def _is_branch(value: tp.Any) -> bool:
   """A plain mapping inside a State is a nested State."""
+  if isinstance(value, Variable):  # the usual leaf: answered without the slow Mapping check
+    return False
   return isinstance(value, tp.Mapping) and not isinstance(value, State)
 
 

@@ -1,0 +1,312 @@
+"""Chapter 9 -- lifting: how a function of Modules becomes a pure function.
+
+JAX transforms (``jax.jit``, ``jax.grad``, ``jax.vmap``, ``jax.lax.scan``)
+work on pure functions of arrays.  NNX transforms take functions of
+*Modules* and keep Python's reference semantics: whatever the function
+changes in a Module -- BatchNorm statistics, an Rngs count, a value
+recorded with ``sow``, a new attribute -- is there in the caller's Module
+afterwards, and arguments that share a Variable still share it.
+
+Every NNX transform does this in the same three steps; we call them
+*lifting*:
+
+1. ``split_tree`` takes the graph nodes out of the arguments and flattens
+   them *together* (so sharing between arguments survives) into one GraphDef
+   and a flat list of values;
+2. inside the JAX transform, ``run_inside`` builds fresh copies of the nodes
+   from the (traced) values, calls the function, and flattens the copies
+   again -- they may hold new values, or even new attributes;
+3. outside, ``write_back`` puts the new values, and any new structure, into
+   the caller's own objects.
+
+>>> import jax, jax.numpy as jnp
+>>> import nnx_edu as nnx
+>>> from nnx_edu.lifting import split_tree, run_inside, write_back
+>>> counter = nnx.BatchStat(jnp.array(0))
+>>> def count(tree):
+...   (counter,), _ = tree
+...   counter.value += 1
+>>> split = split_tree(((counter,), {}))                            # 1.
+>>> pure = lambda values: run_inside(split.structure, values, [], count)
+>>> leaves, others, changes = jax.jit(pure)(split.values())         # 2.
+>>> write_back(split, changes, leaves, others)                      # 3.
+>>> int(counter.value)
+1
+
+The next chapters build ``nnx.jit``, ``nnx.grad``, ``nnx.vmap`` and
+``nnx.scan`` on these three steps.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import itertools
+import typing as tp
+
+import jax
+
+from nnx_edu import graph
+from nnx_edu.module import List
+from nnx_edu.objects import Object
+from nnx_edu.variables import Variable
+
+MISSING: tp.Any = object()  # "no function given yet": the decorator-with-arguments form
+
+
+def is_graph_node(x: tp.Any) -> bool:
+  """Whether ``x`` is lifted by the transforms: a graph node or a Variable.
+
+  >>> import nnx_edu as nnx
+  >>> is_graph_node(nnx.Rngs(0)), is_graph_node(1.0)
+  (True, False)
+  """
+  return isinstance(x, (Object, Variable))
+
+
+def raw_value(leaf: tp.Any) -> tp.Any:
+  """What JAX sees of a leaf: a Variable's value (no hooks run), or the array itself.
+
+  >>> import nnx_edu as nnx
+  >>> raw_value(nnx.Param(1.0)), raw_value(2.0)
+  (1.0, 2.0)
+  """
+  return vars(leaf)['_value'] if isinstance(leaf, Variable) else leaf
+
+
+# -- step 1: split the graph nodes out of a pytree ------------------------------------
+@dataclasses.dataclass(frozen=True)
+class Structure:
+  """The static part of a split pytree: equal for calls with the same structure.
+
+  ``treedef`` has each graph node as one leaf, ``node_at`` says which leaves
+  those are, and ``graphdef`` describes all nodes together as one ``nnx.List``.
+
+  >>> import nnx_edu as nnx
+  >>> split_tree((nnx.Rngs(0), 1.0)).structure.node_at
+  (True, False)
+  """
+
+  treedef: jax.tree_util.PyTreeDef
+  node_at: tuple[bool, ...]
+  graphdef: graph.NodeDef
+
+
+@dataclasses.dataclass(eq=False)
+class SplitTree:
+  """A pytree whose graph nodes were flattened together by ``split_tree``.
+
+  ``leaves`` are the nodes' Variables (and bare arrays) in path order; a
+  path starts with the node's place in the List.  ``objects`` are the nodes
+  and Variables by GraphDef index; ``others`` the leaves that are not graph
+  nodes.  ``boxes`` are where the leaves' values live -- each Variable's own
+  ``vars()`` dict -- so that reading and writing them all is quick.
+
+  >>> import nnx_edu as nnx
+  >>> rngs = nnx.Rngs(0)
+  >>> split = split_tree([rngs, rngs])  # the same node twice
+  >>> split.paths, split.objects[1] is rngs
+  ([(0, 'default', 'count'), (0, 'default', 'key')], True)
+  """
+
+  structure: Structure
+  paths: list[graph.Path]
+  leaves: list[tp.Any]
+  objects: list[tp.Any]
+  others: list[tp.Any]
+  boxes: list[dict] = dataclasses.field(init=False)
+
+  def __post_init__(self):
+    # A bare array gets a box of its own: it is read from, never written to.
+    self.boxes = [vars(leaf) if isinstance(leaf, Variable) else {'_value': leaf}
+                  for leaf in self.leaves]
+
+  def values(self) -> list[tp.Any]:
+    """The leaves as JAX sees them: ``raw_value`` of each.
+
+    >>> import nnx_edu as nnx
+    >>> split_tree([nnx.Param(1.0)]).values()
+    [1.0]
+    """
+    return [box['_value'] for box in self.boxes]
+
+
+def split_tree(tree: tp.Any) -> SplitTree:
+  """Step 1: take the graph nodes out of ``tree`` and flatten them together.
+
+  >>> import jax.numpy as jnp
+  >>> import nnx_edu as nnx
+  >>> model = nnx.Linear(2, 3, rngs=nnx.Rngs(0))
+  >>> split = split_tree(((model, jnp.ones(2)), {}))
+  >>> split.paths, len(split.others)
+  ([(0, 'bias'), (0, 'kernel')], 1)
+  """
+  flat, treedef = jax.tree.flatten(tree, is_leaf=is_graph_node)
+  node_at = tuple(map(is_graph_node, flat))
+  objects_by_index: list[tp.Any] = []
+  nodes = List([x for x, is_node in zip(flat, node_at) if is_node])
+  graphdef, paths, leaves = graph.flatten(nodes, nodes=objects_by_index)
+  others = [x for x, is_node in zip(flat, node_at) if not is_node]
+  return SplitTree(Structure(treedef, node_at, graphdef), paths, leaves, objects_by_index, others)
+
+
+def merge_tree(structure: Structure, values: tp.Iterable, others: tp.Iterable,
+               built: dict[int, tp.Any]) -> tp.Any:
+  """The inverse of ``split_tree``: fresh nodes from ``values``, put back in the pytree.
+
+  ``built`` is filled with the new objects by GraphDef index (see ``graph.unflatten``).
+
+  >>> import nnx_edu as nnx
+  >>> split = split_tree([nnx.Param(1.0), 'x'])
+  >>> merge_tree(split.structure, [2.0], split.others, {})
+  [Param(
+    value=2.0
+  ), 'x']
+  """
+  values = iter(values)
+  nodes = graph.unflatten(structure.graphdef, lambda path: next(values), built=built)
+  return fill(structure.treedef, structure.node_at, nodes, others)
+
+
+# -- step 2: inside the JAX transform ------------------------------------------------
+@dataclasses.dataclass(frozen=True)
+class Changes:
+  """What a call did to the graph nodes; static, so JAX returns it as aux data.
+
+  Attributes:
+    graphdef: the input nodes after the call, then the nodes the function
+      returned, as one List.
+    existed: ``(index after, index before)`` for each node or Variable that
+      was an input; ``write_back`` updates those instead of creating new ones.
+    paths: the path of each new value (the first key is the node's place
+      in that List).
+    n_inputs: how many input nodes head that List.
+    out_treedef, out_node_at: the structure of the output, as in ``Structure``.
+    unchanged: the inputs kept their structure and nothing new came out, so
+      new values can go straight into the caller's Variables.
+
+  See ``run_inside`` for an example.
+  """
+
+  graphdef: graph.NodeDef
+  existed: tuple[tuple[int, int], ...]
+  paths: tuple[graph.Path, ...]
+  n_inputs: int
+  out_treedef: jax.tree_util.PyTreeDef
+  out_node_at: tuple[bool, ...]
+  unchanged: bool
+
+
+jax.tree_util.register_static(Changes)
+
+
+@jax.tree_util.register_static
+@dataclasses.dataclass(frozen=True)
+class Info:
+  """Any other static fact learnt while tracing, handed out of a transform as aux data.
+
+  >>> import jax
+  >>> jax.tree.leaves((1.0, Info('not a leaf')))
+  [1.0]
+  """
+
+  value: tp.Any
+
+
+def run_inside(structure: Structure, values: tp.Sequence, others: tp.Sequence,
+               call: tp.Callable[[tp.Any], tp.Any]):
+  """Step 2: rebuild the nodes, ``call`` the pytree, flatten the nodes again.
+
+  Returns ``(the nodes' leaves after the call, non-node leaves of the output,
+  Changes)``; the leaves are Variables (or bare arrays), see ``raw_value``.
+
+  >>> import jax.numpy as jnp
+  >>> import nnx_edu as nnx
+  >>> counter = nnx.BatchStat(jnp.array(0))
+  >>> split = split_tree(([counter], {}))
+  >>> def call(tree):
+  ...   (counter,), _ = tree
+  ...   counter.value += 1
+  ...   return 'done'
+  >>> leaves, others, changes = run_inside(
+  ...     split.structure, split.values(), split.others, call)
+  >>> leaves[0].value, others, changes.unchanged
+  (Array(1, dtype=int32, weak_type=True), ['done'], True)
+  >>> write_back(split, changes, [2], others), counter.value
+  ('done', 2)
+  """
+  built: dict[int, tp.Any] = {}
+  tree = merge_tree(structure, values, others, built)
+  inputs = list(built[0])  # the List that merge_tree built holds the input nodes
+  out = call(tree)
+  out_flat, out_treedef = jax.tree.flatten(out, is_leaf=is_graph_node)
+  out_node_at = tuple(map(is_graph_node, out_flat))
+  out_nodes = [x for x, is_node in zip(out_flat, out_node_at) if is_node]
+  after: list[tp.Any] = []
+  graphdef, paths, leaves = graph.flatten(List(inputs + out_nodes), nodes=after)
+  index_before = {id(obj): i for i, obj in built.items() if i > 0}  # 0: the List itself
+  existed = tuple((i, index_before[id(obj)]) for i, obj in enumerate(after)
+                  if id(obj) in index_before)
+  unchanged = (not out_nodes and graphdef == structure.graphdef
+               and len(existed) == len(after) - 1
+               and all(now == before for now, before in existed)
+               and all(isinstance(leaf, Variable) for leaf in leaves))
+  changes = Changes(graphdef, existed, tuple(paths), len(inputs), out_treedef, out_node_at,
+                    unchanged)
+  others_out = [x for x, is_node in zip(out_flat, out_node_at) if not is_node]
+  return leaves, others_out, changes
+
+
+# -- step 3: write back into the caller's objects ---------------------------------------
+def write_back(split: SplitTree, changes: Changes, values: tp.Sequence,
+               others: tp.Sequence, moved: tp.Sequence[bool] | None = None) -> tp.Any:
+  """Step 3: put the new values (and structure) into the caller's objects.
+
+  Returns the function's output, with any graph nodes it returned rebuilt
+  (an input node comes back as the caller's own object).  If the structure
+  is unchanged, ``moved`` may say which leaves ``values`` holds new values
+  for (the others kept theirs).  See ``run_inside`` for an example.
+  """
+  if changes.unchanged:  # then every leaf is a Variable: write into its box
+    boxes = split.boxes if moved is None else itertools.compress(split.boxes, moved)
+    for box, value in zip(boxes, values):
+      box['_value'] = value
+    nodes: list[tp.Any] = []
+  else:
+    built = {now: split.objects[before] for now, before in changes.existed}
+    values = iter(values)
+    nodes = list(graph.unflatten(changes.graphdef, lambda path: next(values), built=built))
+    nodes = nodes[changes.n_inputs:]
+  return fill(changes.out_treedef, changes.out_node_at, nodes, others)
+
+
+def fill(treedef: jax.tree_util.PyTreeDef, node_at: tuple[bool, ...], nodes: tp.Iterable,
+         others: tp.Iterable) -> tp.Any:
+  """A pytree from its treedef: graph nodes where ``node_at`` says, others elsewhere.
+
+  >>> import jax
+  >>> fill(jax.tree.structure((0, [0])), (False, True), ['node'], ['other'])
+  ('other', ['node'])
+  """
+  nodes, others = iter(nodes), iter(others)
+  return treedef.unflatten([next(nodes) if is_node else next(others) for is_node in node_at])
+
+
+def refuse_bound_method(fun: tp.Callable, transform: str) -> None:
+  """Transforms need the Module as an argument, not bound into a method.
+
+  >>> import nnx_edu as nnx
+  >>> refuse_bound_method(nnx.Rngs(0).fork, 'jit')
+  Traceback (most recent call last):
+  ...
+  TypeError: nnx.jit got the bound method Rngs.fork: the Rngs would be hidden inside it, so its state could not go in and come back out. Decorate the method itself (@nnx.jit above its def), or call nnx.jit(Rngs.fork)(module, ...).
+  """
+  owner = getattr(fun, '__self__', None)
+  if inspect.ismethod(fun) and is_graph_node(owner):
+    cls = type(owner).__name__
+    raise TypeError(
+        f'nnx.{transform} got the bound method {cls}.{fun.__name__}: the '
+        f'{cls} would be hidden inside it, so its state could not go in and '
+        f'come back out. Decorate the method itself (@nnx.{transform} above '
+        f'its def), or call nnx.{transform}({cls}.{fun.__name__})(module, ...).'
+    )
