@@ -46,7 +46,7 @@ import typing as tp
 
 import jax
 
-from nnx_edu import graph
+from nnx_edu import graphwalk
 from nnx_edu.module import List
 from nnx_edu.objects import Object
 from nnx_edu.variables import Variable
@@ -89,7 +89,7 @@ class Structure:
 
   treedef: jax.tree_util.PyTreeDef
   node_at: tuple[bool, ...]
-  graphdef: graph.NodeDef
+  graphdef: graphwalk.NodeDef
 
 
 @dataclasses.dataclass(eq=False)
@@ -110,7 +110,7 @@ class SplitTree:
   """
 
   structure: Structure
-  paths: list[graph.Path]
+  paths: list[graphwalk.Path]
   leaves: list[tp.Any]
   objects: list[tp.Any]
   others: list[tp.Any]
@@ -145,7 +145,7 @@ def split_tree(tree: tp.Any) -> SplitTree:
   node_at = tuple(map(is_graph_node, flat))
   objects_by_index: list[tp.Any] = []
   nodes = List([x for x, is_node in zip(flat, node_at) if is_node])
-  graphdef, paths, leaves = graph.flatten(nodes, nodes=objects_by_index)
+  graphdef, paths, leaves = graphwalk.flatten(nodes, nodes=objects_by_index)
   others = [x for x, is_node in zip(flat, node_at) if not is_node]
   return SplitTree(Structure(treedef, node_at, graphdef), paths, leaves, objects_by_index, others)
 
@@ -154,7 +154,7 @@ def merge_tree(structure: Structure, values: tp.Iterable, others: tp.Iterable,
                built: dict[int, tp.Any]) -> tp.Any:
   """The inverse of ``split_tree``: fresh nodes from ``values``, put back in the pytree.
 
-  ``built`` is filled with the new objects by GraphDef index (see ``graph.unflatten``).
+  ``built`` is filled with the new objects by GraphDef index (see ``graphwalk.unflatten``).
 
   >>> import nnx_edu as nnx
   >>> split = split_tree([nnx.Param(1.0), 'x'])
@@ -164,7 +164,7 @@ def merge_tree(structure: Structure, values: tp.Iterable, others: tp.Iterable,
   ), 'x']
   """
   values = iter(values)
-  nodes = graph.unflatten(structure.graphdef, lambda path: next(values), built=built)
+  nodes = graphwalk.unflatten(structure.graphdef, lambda path: next(values), built=built)
   return fill(structure.treedef, structure.node_at, nodes, others)
 
 
@@ -188,9 +188,9 @@ class Changes:
   See ``run_inside`` for an example.
   """
 
-  graphdef: graph.NodeDef
+  graphdef: graphwalk.NodeDef
   existed: tuple[tuple[int, int], ...]
-  paths: tuple[graph.Path, ...]
+  paths: tuple[graphwalk.Path, ...]
   n_inputs: int
   out_treedef: jax.tree_util.PyTreeDef
   out_node_at: tuple[bool, ...]
@@ -243,7 +243,7 @@ def run_inside(structure: Structure, values: tp.Sequence, others: tp.Sequence,
   out_node_at = tuple(map(is_graph_node, out_flat))
   out_nodes = [x for x, is_node in zip(out_flat, out_node_at) if is_node]
   after: list[tp.Any] = []
-  graphdef, paths, leaves = graph.flatten(List(inputs + out_nodes), nodes=after)
+  graphdef, paths, leaves = graphwalk.flatten(List(inputs + out_nodes), nodes=after)
   index_before = {id(obj): i for i, obj in built.items() if i > 0}  # 0: the List itself
   existed = tuple((i, index_before[id(obj)]) for i, obj in enumerate(after)
                   if id(obj) in index_before)
@@ -275,7 +275,7 @@ def write_back(split: SplitTree, changes: Changes, values: tp.Sequence,
   else:
     built = {now: split.objects[before] for now, before in changes.existed}
     values = iter(values)
-    nodes = list(graph.unflatten(changes.graphdef, lambda path: next(values), built=built))
+    nodes = list(graphwalk.unflatten(changes.graphdef, lambda path: next(values), built=built))
     nodes = nodes[changes.n_inputs:]
   return fill(changes.out_treedef, changes.out_node_at, nodes, others)
 

@@ -35,7 +35,7 @@ import typing as tp
 
 import jax
 
-from nnx_edu import graph, objects
+from nnx_edu import graphwalk, objects
 from nnx_edu.lifting import (MISSING, Changes, Info, SplitTree, Structure, fill, is_graph_node,
                              raw_value, refuse_bound_method, run_inside, split_tree, write_back)
 
@@ -257,5 +257,5 @@ def eval_shape(f: tp.Callable, *args: tp.Any, **kwargs: tp.Any) -> tp.Any:
 
   values, others, changes = jax.eval_shape(pure, split.values(), split.others)
   values = iter(values)
-  nodes = list(graph.unflatten(changes.graphdef, lambda path: next(values)))
+  nodes = list(graphwalk.unflatten(changes.graphdef, lambda path: next(values)))
   return fill(changes.out_treedef, changes.out_node_at, nodes[changes.n_inputs:], others)

@@ -24,7 +24,7 @@ import typing as tp
 import jax
 import numpy as np
 
-from nnx_edu.variables import HOOK_KINDS, MISSING, A, Variable, VariableMetadata, _as_tuple
+from nnx_edu.variables import MISSING, A, Variable, VariableMetadata, _as_tuple
 
 
 def _is_numeric_leaf(x: tp.Any) -> bool:

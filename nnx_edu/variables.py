@@ -30,7 +30,6 @@ from __future__ import annotations
 import typing as tp
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from nnx_edu import reprs

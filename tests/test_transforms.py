@@ -203,9 +203,9 @@ def test_jit_refuses_unhashable_static_arguments():
 
 
 def test_tuples_stay_containers_after_an_empty_tuple_was_seen_first():
-  from nnx_edu import graph
+  from nnx_edu import graphwalk
 
-  graph._KINDS.pop(tuple, None)  # forget what tuples are, then meet () first
+  graphwalk._KINDS.pop(tuple, None)  # forget what tuples are, then meet () first
 
   class Holder(nnx.Module):
     def __init__(self):
