@@ -1,4 +1,4 @@
-"""Layers -- attention: every position looks at every other.
+"""Layers, chapter 6 -- attention: every position looks at every other.
 
 Attention mixes a sequence by letting each *query* position take a weighted
 average of *value* vectors, with weights from how well the query matches

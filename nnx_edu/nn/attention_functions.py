@@ -1,4 +1,4 @@
-"""Layers -- attention functions: masks and scaled dot-product attention.
+"""Layers, chapter 5 -- attention functions: masks and scaled dot-product attention.
 
 The pure functions that ``MultiHeadAttention`` (the next chapter) is built
 on, usable on their own:

@@ -1,4 +1,4 @@
-"""Layers -- normalization: rescale activations to mean 0 and variance 1.
+"""Layers, chapter 3 -- normalization: rescale activations to mean 0 and variance 1.
 
 Every layer here does the same two steps, and differs only in *which* axes
 it averages over:

@@ -1,4 +1,4 @@
-"""Layers -- Sequential: a model that is a list of steps.
+"""Layers, chapter 7 -- Sequential: a model that is a list of steps.
 
 ``Sequential(f1, f2, f3)(x)`` computes ``f3(f2(f1(x)))``.  The steps may be
 layers (which hold parameters) or plain functions such as ``nnx.relu``

@@ -1,4 +1,4 @@
-"""Layers -- Dropout: randomness during training only.
+"""Layers, chapter 4 -- Dropout: randomness during training only.
 
 Dropout zeroes each input element with probability ``rate`` and scales the
 survivors by ``1 / (1 - rate)``, so the expected value of every element is
