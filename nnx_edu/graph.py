@@ -34,7 +34,7 @@ import jax
 
 from nnx_edu import filters as filterlib
 from nnx_edu.graphwalk import NodeDef, container_children, flatten, unflatten
-from nnx_edu.objects import Object, is_array, structure_changed
+from nnx_edu.objects import Object, children_of, is_array, structure_changed
 from nnx_edu.state import State, _partition, as_state, merge_flat, raise_not_exhaustive, sort_key
 from nnx_edu.variables import Variable
 
@@ -311,12 +311,8 @@ def iter_graph(node: Object) -> tp.Iterator[tuple[Path, tp.Any]]:
       if id(value) in seen:
         return
       seen.add(id(value))
-    children = None
-    if isinstance(value, Object):
-      children = value._graph_children()
-    elif isinstance(value, (list, tuple, dict)):  # static ones too, as in Flax
-      children = value if isinstance(value, dict) else dict(enumerate(value))
-    if children is not None:
+    if isinstance(value, (Object, list, tuple, dict)):  # static containers too, as in Flax
+      children = children_of(value)
       for key in sorted(children, key=sort_key):
         if key != '_nnx_marks':
           yield from walk(children[key], path + (key,))

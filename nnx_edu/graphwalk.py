@@ -34,7 +34,7 @@ import typing as tp
 import jax
 
 from nnx_edu import filters as filterlib
-from nnx_edu.objects import Object, is_array, structure_changed
+from nnx_edu.objects import Object, holds_data, is_array, structure_changed
 from nnx_edu.state import sort_key
 from nnx_edu.variables import Variable, _new_variable
 
@@ -170,21 +170,6 @@ def _kind(value: tp.Any) -> str:
   return kind
 
 
-def _is_graph_leaf(x: tp.Any) -> bool:
-  return isinstance(x, (Variable, Object))
-
-
-def holds_graph_data(value: tp.Any) -> bool:
-  """Whether a pytree holds Variables, graph nodes or arrays anywhere inside.
-
-  >>> import jax.numpy as jnp
-  >>> holds_graph_data((1, 'a')), holds_graph_data({'x': [jnp.ones(1)]})
-  (False, True)
-  """
-  return any(_kind(leaf) != LEAF
-             for leaf in jax.tree.leaves(value, is_leaf=_is_graph_leaf))
-
-
 def _key_name(entry: tp.Any) -> Key:
   """The plain key of one JAX path entry: a dict key, an index or a field name."""
   for field in ('key', 'idx', 'name'):
@@ -228,7 +213,7 @@ def flatten(node: Object, *, nodes: list | None = None
   in the GraphDef (transforms use this to write results back).
 
   >>> import nnx_edu as nnx
-  >>> graphdef, paths, leaves = nnx.graph.flatten(nnx.Linear(2, 3, rngs=nnx.Rngs(0)))
+  >>> graphdef, paths, leaves = flatten(nnx.Linear(2, 3, rngs=nnx.Rngs(0)))
   >>> paths
   [('bias',), ('kernel',)]
   """
@@ -259,7 +244,7 @@ def flatten(node: Object, *, nodes: list | None = None
       paths.append(path)
       leaves.append(value)
       return ARRAY_DEF
-    if kind is PYTREE and holds_graph_data(value):
+    if kind is PYTREE and holds_data(value):
       children, treedef = container_children(value)
       return ContainerDef(treedef, tuple((key, visit_child(child, path, key))
                                          for key, child in children))

@@ -171,14 +171,18 @@ def is_array(x: tp.Any) -> bool:
 
 
 def holds_data(value: tp.Any) -> bool:
-  """Whether ``value`` is, or (in a list, tuple or mapping) holds, graph data."""
-  if isinstance(value, (Variable, Object)) or is_array(value):
-    return True
-  if isinstance(value, (list, tuple)):
-    return any(map(holds_data, value))
-  if isinstance(value, abc.Mapping):  # a dict, or a State inside an optax state
-    return any(map(holds_data, value.values()))
-  return False
+  """Whether ``value`` is graph data, or a pytree (list, dict, ...) that holds some.
+
+  >>> import jax.numpy as jnp
+  >>> holds_data((1, 'a')), holds_data({'x': [jnp.ones(1)]})
+  (False, True)
+  """
+  leaves = jax.tree.leaves(value, is_leaf=_is_graph_object)
+  return any(_is_graph_object(leaf) or is_array(leaf) for leaf in leaves)
+
+
+def _is_graph_object(x: tp.Any) -> bool:
+  return isinstance(x, (Variable, Object))
 
 
 def check_assignment(node: Object, name: str, value: tp.Any) -> None:
