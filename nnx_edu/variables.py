@@ -386,13 +386,11 @@ def _new_variable(cls: type[Variable], value: tp.Any, metadata: dict, hooks: dic
 
 
 # Arithmetic, comparisons and the array protocol all delegate to the value.
-def _delegate(name: str, reflected: bool = False):
+def _delegate(name: str):
+  # ``v + 1`` calls ``value.__add__(1)``; ``1 + v`` calls ``value.__radd__(1)``.
   def method(self, *args):
-    value = self.get_value()
     args = tuple(a.get_value() if isinstance(a, Variable) else a for a in args)
-    if reflected:  # other OP self
-      return getattr(args[0], name.replace('__r', '__', 1))(value)
-    return getattr(value, name)(*args)
+    return getattr(self.get_value(), name)(*args)
 
   method.__name__ = name
   return method
