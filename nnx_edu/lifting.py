@@ -47,7 +47,7 @@ import typing as tp
 import jax
 
 from nnx_edu import graphwalk
-from nnx_edu.module import List
+from nnx_edu.module import Dict, List
 from nnx_edu.objects import Object
 from nnx_edu.variables import Variable
 
@@ -147,7 +147,38 @@ def split_tree(tree: tp.Any) -> SplitTree:
   nodes = List([x for x, is_node in zip(flat, node_at) if is_node])
   graphdef, paths, leaves = graphwalk.flatten(nodes, nodes=objects_by_index)
   others = [x for x, is_node in zip(flat, node_at) if not is_node]
+  sort_attributes(objects_by_index)
   return SplitTree(Structure(treedef, node_at, graphdef), paths, leaves, objects_by_index, others)
+
+
+def sort_attributes(nodes: tp.Iterable[tp.Any]) -> None:
+  """Put each node's attributes (and a ``Dict``'s keys) in alphabetical order.
+
+  Flax rebuilds the caller's objects after a transform in GraphDef order,
+  which is alphabetical, so a Module printed after ``nnx.jit`` lists its
+  attributes by name.  We keep the caller's objects as they are, except for
+  this order: sorting them here makes the reprs agree with Flax's.
+
+  >>> import nnx_edu as nnx
+  >>> layer = nnx.Linear(2, 3, rngs=nnx.Rngs(0))
+  >>> list(vars(layer))[:3]
+  ['kernel', 'bias', 'in_features']
+  >>> sort_attributes([layer])
+  >>> list(vars(layer))[:3]
+  ['bias', 'dot_general', 'dtype']
+  """
+  for node in nodes:
+    if isinstance(node, Object):
+      _sort_by_key(vars(node))
+    if isinstance(node, Dict):
+      _sort_by_key(node._items)
+
+
+def _sort_by_key(attributes: dict) -> None:
+  if all(isinstance(key, str) for key in attributes) and list(attributes) != sorted(attributes):
+    items = sorted(attributes.items())
+    attributes.clear()
+    attributes.update(items)
 
 
 def merge_tree(structure: Structure, values: tp.Iterable, others: tp.Iterable,
@@ -276,6 +307,7 @@ def write_back(split: SplitTree, changes: Changes, values: tp.Sequence,
     built = {now: split.objects[before] for now, before in changes.existed}
     values = iter(values)
     nodes = list(graphwalk.unflatten(changes.graphdef, lambda path: next(values), built=built))
+    sort_attributes(built.values())  # a node that gained attributes: sort them in
     nodes = nodes[changes.n_inputs:]
   return fill(changes.out_treedef, changes.out_node_at, nodes, others)
 

@@ -65,12 +65,12 @@ class Module(Object):
 
   def sow(self, variable_type: type[Variable] | str, name: str, value: tp.Any,
           reduce_fn: tp.Callable[[tp.Any, tp.Any], tp.Any] = _append,
-          init_fn: tp.Callable[[], tp.Any] = _empty) -> None:
+          init_fn: tp.Callable[[], tp.Any] = _empty) -> bool:
     """Record ``value`` in the Variable ``self.<name>`` of ``variable_type``.
 
     By default the Variable holds a tuple, and each call appends to it.
     ``variable_type`` may also be a Linen collection name such as
-    ``'intermediates'``.
+    ``'intermediates'``.  Returns True (the value was stored), as Flax does.
 
     >>> import jax.numpy as jnp
     >>> import nnx_edu as nnx
@@ -97,6 +97,7 @@ class Module(Object):
           f'{type(current).__name__}, not a {variable_type.__name__}. Sow '
           'under another name, or nnx.pop the old value first.'
       )
+    return True
 
   def iter_modules(self) -> tp.Iterator[tuple[filterlib.Path, 'Module']]:
     """Yield ``(path, module)`` for this Module and all below it, root last.
