@@ -137,6 +137,9 @@ class PathContains:
       return self.key in path
     return any(str(self.key) in str(part) for part in path)
 
+  def __repr__(self) -> str:  # as Flax prints it (e.g. in WeightNorm's repr)
+    return f'PathContains({self.key!r}, exact={self.exact})'
+
 
 class Any:
   """Selects what any of ``filters`` selects.

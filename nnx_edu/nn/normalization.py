@@ -15,11 +15,16 @@ it averages over:
 ``LayerNorm``  over each example's features (``reduction_axes``).
 ``RMSNorm``    like LayerNorm, but divides by the root mean square only:
                no mean is subtracted and there is no bias.
-``GroupNorm``  over each example's features, in groups of channels.
 =============  ==========================================================
 
 Statistics are computed in at least float32, even for bfloat16 inputs,
 because sums of many half-precision numbers lose too many digits.
+
+The next two chapters build on the helpers here: chapter 3b
+(``group_normalization.py``) normalizes groups of channels and single
+channels (``GroupNorm``, ``InstanceNorm``); chapter 3c
+(``weight_normalization.py``) normalizes a layer's weights instead of its
+activations (``SpectralNorm``, ``WeightNorm``).
 """
 
 from __future__ import annotations
@@ -38,7 +43,7 @@ from nnx_edu.objects import data
 from nnx_edu.rngs import Rngs
 from nnx_edu.variable_types import BatchStat, Param
 
-__all__ = ['BatchNorm', 'LayerNorm', 'RMSNorm', 'GroupNorm']
+__all__ = ['BatchNorm', 'LayerNorm', 'RMSNorm']
 
 Array = jax.Array
 Axes = tp.Union[int, tp.Sequence[int]]
@@ -151,6 +156,17 @@ def _check_features(layer: str, x: Array, axes: tuple[int, ...], where: str,
         f'{layer} was built for num_features={num_features}, but the input of shape '
         f'{tuple(x.shape)} has {size} features on {where}. Build the layer with '
         f'num_features={size}, or normalize over the axes that hold {num_features} features.'
+    )
+
+
+def _check_axes_in_range(layer: str, argument: str, axes: Axes, ndim: int, what: str) -> None:
+  """Refuse axes that ``what`` (an array of rank ``ndim``) does not have."""
+  given = tuple(axes) if isinstance(axes, tp.Iterable) else (axes,)
+  bad = [axis for axis in given if not -ndim <= axis < ndim]
+  if bad:
+    raise ValueError(
+        f'{layer}: {argument}={axes} names axis {bad[0]}, but {what} has rank {ndim}, '
+        f'so its axes are {-ndim}..{ndim - 1}. Pass axes in that range (-1 is the last).'
     )
 
 
@@ -374,107 +390,6 @@ def _layer_norm(layer: LayerNorm | RMSNorm, x: Array, mask: Array | None,
       use_fast_variance=layer.use_fast_variance, mask=mask)
   return _normalize(x, mean, var, scale, bias, layer.reduction_axes, layer.feature_axes,
                     layer.dtype, layer.epsilon)
-
-
-class GroupNorm(Module):
-  """Group normalization: normalize each example over groups of channels.
-
-  The last axis holds the ``num_features`` channels; they are split into
-  ``num_groups`` groups of ``group_size`` channels (give exactly one of the
-  two).  Each group is normalized over its channels and the other
-  ``reduction_axes`` (by default all axes except the first, the batch).
-  ``num_groups=1`` is LayerNorm over all non-batch axes.
-
-  >>> import jax, jax.numpy as jnp
-  >>> import nnx_edu as nnx
-  >>> layer = nnx.GroupNorm(6, num_groups=3, rngs=nnx.Rngs(0))
-  >>> layer.num_groups, layer.group_size
-  (3, 2)
-  >>> y = layer(jax.random.normal(jax.random.key(0), (2, 5, 6)))
-  >>> group_means = y.reshape(2, 5, 3, 2).mean((1, 3))  # per (example, group)
-  >>> bool(abs(group_means).max() < 1e-5)
-  True
-  """
-
-  def __init__(self, num_features: int, num_groups: int | None = 32,
-               group_size: int | None = None, *, epsilon: float = 1e-6, dtype: Dtype = None,
-               param_dtype: Dtype = jnp.float32, use_bias: bool = True, use_scale: bool = True,
-               bias_init: Initializer = initializers.zeros_init(),
-               scale_init: Initializer = initializers.ones_init(),
-               reduction_axes: Axes | None = None, axis_name: str | None = None,
-               axis_index_groups: tp.Any = None, use_fast_variance: bool = True,
-               promote_dtype: PromoteDtype = dtypes.promote_dtype, rngs: Rngs,
-               bias_metadata: Metadata = NO_METADATA, scale_metadata: Metadata = NO_METADATA):
-    _check_float_dtype('GroupNorm', dtype)
-    self.feature_axis = -1
-    self.num_groups, self.group_size = _group_layout(num_features, num_groups, group_size)
-    self.scale = _scale_or_bias(use_scale, scale_init, rngs, num_features, param_dtype,
-                                scale_metadata)
-    self.bias = _scale_or_bias(use_bias, bias_init, rngs, num_features, param_dtype,
-                               bias_metadata)
-    self.epsilon = epsilon
-    self.dtype = dtype
-    self.param_dtype = param_dtype
-    self.use_bias = use_bias
-    self.use_scale = use_scale
-    self.reduction_axes = reduction_axes
-    self.axis_name = axis_name
-    self.axis_index_groups = axis_index_groups
-    self.use_fast_variance = use_fast_variance
-    self.promote_dtype = promote_dtype
-
-  def __call__(self, x: Array, *, mask: Array | None = None) -> Array:
-    """Normalize ``x`` of shape ``(..., num_features)`` group by group."""
-    default_axes = [*range(1, x.ndim - 1), -1]  # all but the batch axis
-    axes = _canonical_axes(
-        x.ndim, default_axes if self.reduction_axes is None else self.reduction_axes)
-    if axes[-1] != x.ndim - 1:
-      raise ValueError(
-          f'GroupNorm: reduction_axes={self.reduction_axes} must include the last axis '
-          f'(the channels), but resolve to {axes} for an input of rank {x.ndim}. '
-          f'Add -1, e.g. reduction_axes={(*axes, -1)}.'
-      )
-    num_features = self.num_groups * self.group_size
-    _check_features('GroupNorm', x, (x.ndim - 1,), 'the last axis', num_features)
-    _check_mask('GroupNorm', mask, x)
-    x, scale, bias = self.promote_dtype((x, _value(self.scale), _value(self.bias)),
-                                        dtype=self.dtype)
-    # split the channels into (num_groups, group_size), then reduce over
-    # group_size and the other reduction axes: one statistic per group
-    grouped_shape = (*x.shape[:-1], self.num_groups, self.group_size)
-    if mask is not None:
-      mask = jnp.broadcast_to(mask, x.shape).reshape(grouped_shape)
-    mean, var = _mean_and_var(
-        x.reshape(grouped_shape), [*axes[:-1], -1], self.dtype, axis_name=self.axis_name,
-        axis_index_groups=self.axis_index_groups,
-        use_fast_variance=self.use_fast_variance, mask=mask)
-    # back from one statistic per group to one per channel
-    mean = jnp.repeat(mean, self.group_size, axis=-1)
-    var = jnp.repeat(var, self.group_size, axis=-1)
-    return _normalize(x, mean, var, scale, bias, axes[:-1], (self.feature_axis,),
-                      self.dtype, self.epsilon)
-
-
-def _group_layout(num_features: int, num_groups: int | None,
-                  group_size: int | None) -> tuple[int, int]:
-  """``(num_groups, group_size)`` from the one of them GroupNorm was given."""
-  if (num_groups is None) == (group_size is None):
-    raise ValueError(
-        f'GroupNorm takes exactly one of num_groups and group_size, got '
-        f'num_groups={num_groups} and group_size={group_size}. num_groups defaults to '
-        '32: to give group_size instead, also pass num_groups=None.'
-    )
-  given, count = ('num_groups', num_groups) if group_size is None else ('group_size', group_size)
-  if not isinstance(count, int) or count <= 0 or num_features % count != 0:
-    divisors = [d for d in range(1, num_features + 1) if num_features % d == 0]
-    raise ValueError(
-        f'GroupNorm: {given}={count} does not divide num_features={num_features} '
-        f'into equal groups. Choose {given} among the divisors of {num_features}: '
-        f'{divisors}.'
-    )
-  if group_size is None:
-    return count, num_features // count
-  return num_features // count, count
 
 
 def _scale_or_bias(use: bool, init: Initializer, rngs: Rngs, num_features: int,
