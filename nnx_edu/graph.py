@@ -294,6 +294,21 @@ def pop(node: Object, *filters: filterlib.Filter):
   return states[0] if len(states) == 1 else tuple(states)
 
 
+def set_metadata(node: Object, /, *, only: filterlib.Filter = Variable,
+                 **metadata: tp.Any) -> None:
+  """Set ``metadata`` on every Variable of ``node`` that ``only`` selects, in place.
+
+  >>> import nnx_edu as nnx
+  >>> model = nnx.BatchNorm(2, rngs=nnx.Rngs(0))
+  >>> nnx.set_metadata(model, only=nnx.BatchStat, frozen=True)
+  >>> model.mean.get_metadata(), model.scale.get_metadata()
+  ({'frozen': True}, {})
+  """
+  for _, variable in state(node, only).flat_state():
+    variable.set_metadata(**metadata)
+  structure_changed()  # metadata is part of the GraphDef: nnx.jit must split again
+
+
 def iter_graph(node: Object) -> tp.Iterator[tuple[Path, tp.Any]]:
   """Yield ``(path, value)`` for every node and attribute, children first.
 

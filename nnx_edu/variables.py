@@ -33,6 +33,7 @@ import jax
 import numpy as np
 
 from nnx_edu import reprs
+from nnx_edu.variable_defaults import shard_value, using_eager_sharding
 
 A = tp.TypeVar('A')
 Hook = tp.Callable[..., tp.Any]
@@ -76,6 +77,8 @@ class Variable(tp.Generic[A]):
       remove a stacked axis.
     **metadata: anything else to keep beside the value, such as sharding
       names; read it back with ``get_metadata`` or as an attribute.
+      ``out_sharding`` names place the value on the device mesh unless
+      ``eager_sharding=False`` is given (chapter 1b).
 
   >>> import jax.numpy as jnp
   >>> from nnx_edu import Variable
@@ -119,11 +122,15 @@ class Variable(tp.Generic[A]):
       given = tuple(g or v for g, v in zip(given, value[1:6]))
       metadata = {**value.metadata, **metadata}
       value = value.raw_value
+    if not metadata.pop('eager_sharding', using_eager_sharding()):
+      metadata['eager_sharding'] = False  # made with eager sharding off (chapter 1b)
     hooks = {kind: _as_tuple(h) for kind, h in zip(HOOK_KINDS, given) if h}
     _init_fields(self, value, metadata, hooks)
     for hook in hooks.get('create_value', ()):
       value = hook(self, value)
     self._check_value(value)
+    if metadata.get('out_sharding') and 'eager_sharding' not in metadata:
+      value = shard_value(value, metadata, type(self).__name__)  # chapter 1b
     vars(self)['_value'] = value
 
   # -- the value ---------------------------------------------------------
@@ -167,10 +174,36 @@ class Variable(tp.Generic[A]):
     return value if index is Ellipsis else value[index]
 
   def __setitem__(self, index: tp.Any, new: tp.Any) -> None:
-    if index is Ellipsis:
-      self.set_value(new)
-    else:  # functional update: arrays are immutable
-      self.set_value(self.get_value().at[index].set(new))
+    # ``v[index] = new`` writes *into* the value, as for a NumPy array: a JAX
+    # array keeps its shape and dtype (``new`` is broadcast and cast through
+    # ``.at[index].set``, since JAX arrays are immutable), and a NumPy array,
+    # list or dict is changed in place.  Only ``v.value = new`` replaces the
+    # value by something of another shape or dtype.
+    current = vars(self)['_value']
+    if isinstance(current, jax.Array):
+      if not (index is Ellipsis and isinstance(new, jax.Array)
+              and (new.shape, new.dtype) == (current.shape, current.dtype)):
+        if index is Ellipsis:
+          self._check_fits(new, current)
+        new = current.at[index].set(new)
+    elif index is not Ellipsis or isinstance(current, np.ndarray):
+      current[index] = new
+      new = current
+    self.set_value(new)
+
+  def _check_fits(self, new: tp.Any, current: jax.Array) -> None:
+    """Raise if ``new`` cannot be broadcast to the shape of ``current``."""
+    try:
+      fits = np.broadcast_shapes(np.shape(new), current.shape) == current.shape
+    except ValueError:
+      fits = False
+    if not fits:
+      name = type(self).__name__
+      raise ValueError(
+          f'{name}[...] = value: the value has shape {np.shape(new)}, which does not fit the '
+          f"{name}'s shape {current.shape}. `[...] =` writes into the existing array, keeping "
+          'its shape and dtype; to replace it by an array of another shape, assign '
+          '`.value = new_array` instead.')
 
   @property
   def type(self) -> type['Variable']:
@@ -407,16 +440,20 @@ Variable.__hash__ = None  # type: ignore[assignment]  # equality is element-wise
 
 
 def _register_pytree(cls: type[Variable]) -> None:
+  def static_part(var):
+    # metadata sorted by name, as in Flax: equal metadata give equal treedefs
+    metadata = tuple(sorted(var._metadata.items(), key=lambda item: item[0]))
+    return metadata, tuple(var._hooks.items())
+
   def flatten_with_keys(var):
-    aux = (tuple(var._metadata.items()), tuple(var._hooks.items()))
-    return ((jax.tree_util.GetAttrKey('value'), vars(var)['_value']),), aux
+    return ((jax.tree_util.GetAttrKey('value'), vars(var)['_value']),), static_part(var)
 
   def unflatten(aux, children):
     metadata, hooks = aux
     return _new_variable(cls, children[0], dict(metadata), dict(hooks))
 
   def flatten(var):
-    return (vars(var)['_value'],), (tuple(var._metadata.items()), tuple(var._hooks.items()))
+    return (vars(var)['_value'],), static_part(var)
 
   jax.tree_util.register_pytree_with_keys(cls, flatten_with_keys, unflatten, flatten)
 

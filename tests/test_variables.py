@@ -31,6 +31,39 @@ def test_item_assignment_with_an_index_updates_part_of_the_value():
   assert float(v[1]) == 5.0
 
 
+WRITES = {
+    'a scalar broadcast into the array': (lambda: jnp.zeros(3), ..., lambda: 1.0),
+    'another dtype, cast to the old one': (lambda: jnp.zeros(3), ..., lambda: jnp.ones(3, jnp.bfloat16)),
+    'the same shape and dtype': (lambda: jnp.zeros((2, 2)), ..., lambda: jnp.ones((2, 2))),
+    'a row broadcast into a matrix': (lambda: jnp.zeros((2, 3)), ..., lambda: jnp.arange(3.0)),
+    'one element': (lambda: jnp.zeros(3), 1, lambda: 5.0),
+    'a slice': (lambda: jnp.zeros(4), slice(1, 3), lambda: jnp.ones(2)),
+    'an integer array taking floats': (lambda: jnp.zeros(3, jnp.int32), ..., lambda: 2.7),
+    'a NumPy array, in place': (lambda: np.zeros(3), 0, lambda: 4.0),
+}
+
+
+@pytest.mark.parametrize('case', list(WRITES))
+def test_item_assignment_writes_into_the_value_like_flax(case):
+  make_value, index, make_new = WRITES[case]
+  ours, theirs = nnx.Param(make_value()), fnnx.Param(make_value())
+  ours[index] = make_new()
+  theirs[index] = make_new()
+  assert type(ours[...]) is type(theirs[...])
+  assert np.shape(ours[...]) == np.shape(theirs[...])
+  assert ours[...].dtype == theirs[...].dtype
+  np.testing.assert_array_equal(ours[...], theirs[...])
+
+
+def test_item_assignment_refuses_a_value_that_does_not_fit_and_says_to_use_value():
+  param = nnx.Param(jnp.zeros(3))
+  with pytest.raises(ValueError, match=r"shape \(4,\), which does not fit the Param's shape "
+                                       r"\(3,\).*assign `.value = new_array`"):
+    param[...] = jnp.ones(4)
+  param.value = jnp.ones(4)  # replacing is allowed
+  assert param[...].shape == (4,)
+
+
 def test_value_access_gives_no_deprecation_warning():
   v = nnx.Param(jnp.ones(2))
   with warnings.catch_warnings():

@@ -8,5 +8,12 @@ from nnx_edu.nn.dtypes import canonicalize_dtype, promote_dtype
 from nnx_edu.nn.linear import *  # noqa: F403
 from nnx_edu.nn.conv import *  # noqa: F403
 from nnx_edu.nn.normalization import *  # noqa: F403
+from nnx_edu.nn.group_normalization import *  # noqa: F403
+from nnx_edu.nn.weight_normalization import *  # noqa: F403
 from nnx_edu.nn.stochastic import *  # noqa: F403
 from nnx_edu.nn.sequential import *  # noqa: F403
+from nnx_edu.nn.recurrent_cells import *  # noqa: F403
+from nnx_edu.nn.lstm_cells import *  # noqa: F403
+from nnx_edu.nn.recurrent import *  # noqa: F403
+from nnx_edu.nn.lora import *  # noqa: F403
+from nnx_edu.nn.pooling import *  # noqa: F403
