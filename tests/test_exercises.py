@@ -20,7 +20,7 @@ import nnx_edu as nnx
 from nnx_edu.exercises import check, differences
 
 EXERCISES = pathlib.Path(__file__).resolve().parents[1] / 'notebooks' / 'exercises'
-PAGES = ['01_variables', '02_state', '03_linear', '04_normalization']
+PAGES = ['01_variables', '02_state', '03_linear', '04_normalization', '05_lora_and_gru']
 
 
 def checked(answer, expected, **tolerances) -> str:

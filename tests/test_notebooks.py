@@ -26,10 +26,10 @@ def code_cells(path: pathlib.Path) -> list:
   return [c for c in nbformat.read(path, as_version=4).cells if c.cell_type == 'code']
 
 
-def test_there_are_five_lessons_and_four_pages_of_exercises_with_solutions():
+def test_there_are_five_lessons_and_five_pages_of_exercises_with_solutions():
   names = {str(p.relative_to(ROOT / 'notebooks')) for p in NOTEBOOKS}
   lessons = {'00_quickstart', '01_variables', '02_state', '03_linear', '04_normalization'}
-  pages = ['01_variables', '02_state', '03_linear', '04_normalization']
+  pages = ['01_variables', '02_state', '03_linear', '04_normalization', '05_lora_and_gru']
   assert names == ({f'{n}.ipynb' for n in lessons} | {f'exercises/{p}.ipynb' for p in pages}
                    | {f'exercises/solutions/{p}.ipynb' for p in pages})
 
