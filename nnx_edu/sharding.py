@@ -29,10 +29,11 @@ One device makes a mesh too, so this runs anywhere:
 ...   model = nnx.Linear(2, 3, kernel_init=init, rngs=nnx.Rngs(0))
 >>> model.kernel.get_metadata()
 {'out_sharding': ('data', None), 'mesh': None}
->>> model.kernel.value.sharding.spec
-P('data', None)
->>> nnx.get_partition_spec(nnx.state(model))['kernel'].value
-P('data', None)
+>>> tuple(model.kernel.value.sharding.spec)  # a PartitionSpec, as a tuple
+('data', None)
+>>> spec = nnx.get_partition_spec(nnx.state(model))['kernel'].value
+>>> isinstance(spec, jax.sharding.PartitionSpec), tuple(spec)
+(True, ('data', None))
 """
 
 from __future__ import annotations
@@ -99,8 +100,8 @@ def get_partition_spec(tree: A) -> A:
   >>> with nnx.use_eager_sharding(False):
   ...   model = nnx.Linear(2, 3, rngs=nnx.Rngs(0), kernel_metadata={'out_sharding': ('a', 'b')})
   >>> specs = nnx.get_partition_spec(nnx.state(model))
-  >>> specs['kernel'].value, specs['bias'].value
-  (P('a', 'b'), P())
+  >>> tuple(specs['kernel'].value), tuple(specs['bias'].value)  # PartitionSpecs, as tuples
+  (('a', 'b'), ())
   """
   return _map_leaves(_spec, tree)
 
@@ -112,8 +113,8 @@ def get_named_sharding(tree: A, mesh: jax.sharding.Mesh) -> A:
   >>> import nnx_edu as nnx
   >>> mesh = jax.make_mesh((1,), ('data',))
   >>> model = nnx.Linear(2, 3, rngs=nnx.Rngs(0))
-  >>> nnx.get_named_sharding(nnx.state(model), mesh)['kernel'].value.spec
-  P()
+  >>> tuple(nnx.get_named_sharding(nnx.state(model), mesh)['kernel'].value.spec)
+  ()
   """
   def named(leaf: tp.Any) -> tp.Any:
     spec = _spec(leaf)

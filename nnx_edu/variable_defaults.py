@@ -224,8 +224,8 @@ def shard_value(value: tp.Any, metadata: tp.Mapping[str, tp.Any], kind: str) -> 
   >>> import nnx_edu as nnx
   >>> mesh = jax.make_mesh((1,), ('data',))
   >>> param = nnx.Param(jnp.ones((2, 3)), out_sharding=(None, 'data'), mesh=mesh)
-  >>> param.value.sharding.spec
-  P(None, 'data')
+  >>> tuple(param.value.sharding.spec)  # a PartitionSpec, as a tuple
+  (None, 'data')
   """
   names = metadata['out_sharding']
   check_rank(names, value, f'{kind}(..., out_sharding={names!r})')
