@@ -1,10 +1,16 @@
 """Small models written once and built with either library (nnx_edu or flax.nnx).
 
 Each builder takes the library as ``lib`` so that parity tests construct the
-very same model, attribute by attribute, with both.
+very same model, attribute by attribute, with both.  ``MODELS`` are plain
+graphs (blocks, containers, sharing, Rngs); ``probe`` is a Module whose call
+touches every kind of state, for the transforms.
 """
 
+import jax
 import jax.numpy as jnp
+
+import nnx_edu as nnx
+from tests.parity import flax_nnx
 
 
 def custom_types(lib):
@@ -97,3 +103,29 @@ MODELS = {
     'with_sharing': with_sharing,
     'with_rngs': with_rngs,
 }
+
+
+def both(name, seed=0):
+  """The model ``MODELS[name]`` built by nnx_edu and by Flax: ours first."""
+  return MODELS[name](nnx, seed), MODELS[name](flax_nnx(), seed)
+
+
+def probe(lib, seed=0):
+  """A Module that touches every kind of state: Params, a BatchStat, Rngs, sow."""
+  class Probe(lib.Module):
+    def __init__(self, rngs):
+      self.w = lib.Param(rngs.params.normal((3, 2)))
+      self.b = lib.Param(jnp.zeros(2))
+      self.stat = lib.BatchStat(jnp.zeros(2))
+      self.rngs = rngs
+
+    def __call__(self, x):
+      y = x @ self.w + self.b
+      self.stat.value = 0.9 * self.stat.value + 0.1 * y.mean(0)
+      self.sow(lib.Intermediate, 'seen', y)
+      return y + 0.01 * jax.random.normal(self.rngs.dropout(), y.shape)
+
+  return Probe(lib.Rngs(seed, dropout=seed + 1))
+
+
+PROBE_X = jnp.arange(12.0).reshape(4, 3) / 10  # a batch for probe: 4 rows of 3 features

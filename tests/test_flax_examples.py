@@ -4,7 +4,7 @@ For the layers and helpers that are not on the seed pages, the examples in
 Flax's docstrings are a second spec: each one runs here with ``nnx`` bound to
 nnx_edu, and must print what Flax's docstring says.  (The cells, RNN, pooling
 and the sharding helpers have no examples in Flax 0.12.8; their parity tests
-are in test_recurrent.py, test_pooling.py and test_helpers.py.)
+are in nn/test_recurrent.py, nn/test_pooling.py and sharding/test_partitioning.py.)
 """
 
 import doctest

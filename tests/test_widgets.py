@@ -17,7 +17,6 @@ import time
 
 import jax
 import jax.numpy as jnp
-import models
 import numpy as np
 import pytest
 
@@ -29,10 +28,11 @@ pytest.importorskip('matplotlib')
 
 import treescope
 from flax import nnx as fnnx
-from nnx_edu.widgets import explore, pictures, summary
+from nnx_edu.widgets import explore, pictures, state_facts
+from tests.models import MODELS, with_containers
 
 HOSTILE = '<img src=x onerror=alert(1)>'
-WIDGET_MODULES = ['nnx_edu.widgets', 'nnx_edu.widgets.summary', 'nnx_edu.widgets.treescope_view',
+WIDGET_MODULES = ['nnx_edu.widgets', 'nnx_edu.widgets.state_facts', 'nnx_edu.widgets.treescope_view',
                   'nnx_edu.widgets.pictures', 'nnx_edu.widgets.explorer']
 
 
@@ -123,16 +123,16 @@ def test_every_public_name_has_an_example(module_name):
 def test_treescope_variable_has_size_comment_and_type_colour():
   page = treescope.render_to_html(nnx.Param(jnp.ones((2, 3))), compressed=False)
   assert '# 6 (24 B)' in page
-  assert summary.TYPE_COLORS['Param'] in page
+  assert state_facts.TYPE_COLORS['Param'] in page
 
 
-@pytest.mark.parametrize('name', sorted(models.MODELS))
+@pytest.mark.parametrize('name', sorted(MODELS))
 def test_treescope_comments_match_flax(name):
   # The size comments (`# 6 (24 B)`, `# Param: ..., Total: ...`) of every node,
   # in drawing order, are those Flax's own treescope rendering shows.
   comment = r'# (?:(?:\w+: )?[\d,]+ \([\d.,]+ [KMG]?B\)(?:, )?)+'
-  ours = re.findall(comment, treescope.render_to_html(models.MODELS[name](nnx), compressed=False))
-  theirs = re.findall(comment, treescope.render_to_html(models.MODELS[name](fnnx),
+  ours = re.findall(comment, treescope.render_to_html(MODELS[name](nnx), compressed=False))
+  theirs = re.findall(comment, treescope.render_to_html(MODELS[name](fnnx),
                                                         compressed=False))
   assert ours == theirs and ours
 
@@ -152,7 +152,7 @@ def test_treescope_state_draws_like_its_repr():
 
 
 def test_treescope_draws_lists_dicts_and_rngs():
-  model = models.with_containers(nnx)
+  model = with_containers(nnx)
   text = treescope.render_to_text(nnx.Dict(a=nnx.List([nnx.Rngs(0)])))
   assert text.startswith('Dict({') and "'a': List([" in text and 'Rngs(' in text
   assert 'blocks=List([' in treescope.render_to_text(model)
@@ -233,7 +233,7 @@ def test_explorer_rows_show_path_type_shape_dtype_and_size(explorer):
   explorer.toggle(('encoder',))
   label, row = texts(explorer, ('encoder', 'kernel'))
   assert label == 'encoder.kernel'
-  for shown in ('Param', '(2, 3)', 'float32', '6 (24 B)', summary.TYPE_COLORS['Param']):
+  for shown in ('Param', '(2, 3)', 'float32', '6 (24 B)', state_facts.TYPE_COLORS['Param']):
     assert shown in row
 
 
@@ -370,9 +370,9 @@ def test_explore_refuses_what_is_not_a_model_or_a_state():
     explore(nnx.Rngs(0), 3)
 
 
-def test_summary_compares_key_arrays_and_pytrees():
+def test_state_facts_compare_key_arrays_and_pytrees():
   key = jax.random.key(0)
-  assert summary.largest_change(key, key) == 0.0
-  assert summary.largest_change(key, jax.random.key(1)) > 0
-  assert summary.largest_change((1.0, 2.0), (1.0, 2.5)) == 0.5
-  assert summary.largest_change('a', 'b') is None
+  assert state_facts.largest_change(key, key) == 0.0
+  assert state_facts.largest_change(key, jax.random.key(1)) > 0
+  assert state_facts.largest_change((1.0, 2.0), (1.0, 2.5)) == 0.5
+  assert state_facts.largest_change('a', 'b') is None

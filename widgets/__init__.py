@@ -3,7 +3,7 @@
 This folder sits on top of the core chapters, which never import it.  Read
 it in this order:
 
-1. ``summary.py``        -- the facts shown: paths, types, sizes, totals, diffs;
+1. ``state_facts.py``    -- the facts shown: paths, types, sizes, totals, diffs;
 2. ``treescope_view.py`` -- States, Variables and Modules as treescope trees
    (what ``nnx.display`` draws);
 3. ``pictures.py``       -- a histogram or heatmap of one array, as a PNG;

@@ -30,14 +30,14 @@ import typing as tp
 
 import ipywidgets as widgets
 
-from nnx_edu import graph
-from nnx_edu.objects import Object
-from nnx_edu.reprs import SizeBytes
-from nnx_edu.state import State
+from nnx_edu.core import graph
+from nnx_edu.core.objects import Object
+from nnx_edu.core.reprs import SizeBytes
+from nnx_edu.core.state import State
 
-from . import pictures, summary
+from . import pictures, state_facts
 
-Path = summary.Path
+Path = state_facts.Path
 PAGE = 50        # children shown per opened node; a button shows the next ones
 AUTO_OPEN = 200  # a path filter opens every branch when it keeps at most this many
 INDENT_EM = 1.2  # indentation per level of the tree
@@ -107,8 +107,8 @@ class Explorer(widgets.VBox):
 
   def __init__(self, state: State, after: State | None = None):
     self.comparing = after is not None
-    leaves = summary.compare(state, after) if self.comparing else summary.describe(state)
-    self.full_tree = summary.Tree(leaves)
+    leaves = state_facts.compare(state, after) if self.comparing else state_facts.describe(state)
+    self.full_tree = state_facts.Tree(leaves)
     self.tree = self.full_tree  # what the filters keep
     self.opened: set[Path] = {()}
     self.shown: dict[Path, int] = {}  # children shown per opened node, if not PAGE
@@ -227,9 +227,9 @@ class Explorer(widgets.VBox):
         (button.add_class if row_path == path else button.remove_class)('nnx-selected')
     self.selected_path = path
     self.info.value = _details_html(leaf)
-    numbers = summary.as_numbers(leaf.value)
+    numbers = state_facts.as_numbers(leaf.value)
     if leaf.status == 'changed' and leaf.change is not None:
-      before = summary.as_numbers(summary.raw_value(leaf.before))
+      before = state_facts.as_numbers(state_facts.raw_value(leaf.before))
       self.image.value = pictures.picture(numbers - before, difference=True)
     elif numbers is not None and numbers.size:
       self.image.value = pictures.picture(numbers)
@@ -276,7 +276,7 @@ class Explorer(widgets.VBox):
     # and making them took most of the time to open a node.
     button = widgets.Button(
         description=self._button_text(path),
-        tooltip=summary.path_text(path) or 'the whole State',
+        tooltip=state_facts.path_text(path) or 'the whole State',
         layout=self._share(('indent', depth), widgets.Layout, flex='0 0 auto',
                            width=f'{max(8.0, 18 - INDENT_EM * depth):.1f}em',
                            margin=f'1px .6em 1px {INDENT_EM * depth:.1f}em'),
@@ -298,7 +298,7 @@ class Explorer(widgets.VBox):
     return self._shared[key]
 
   def _button_text(self, path: Path) -> str:
-    name = summary.path_text(path) or 'State'
+    name = state_facts.path_text(path) or 'State'
     if self.tree.is_leaf(path):
       return name
     return ('▾ ' if path in self.opened else '▸ ') + name
@@ -343,12 +343,12 @@ def _size_text(size: SizeBytes) -> str:
   return repr(size) if size else '-'
 
 
-def _leaf_row_html(leaf: summary.Leaf) -> str:
+def _leaf_row_html(leaf: state_facts.Leaf) -> str:
   return (_chip(leaf.type_name, leaf.color, width_em=6.5) + '&ensp;' + _cell(leaf.shape, 6)
           + _cell(leaf.dtype, 5.5) + _cell(_size_text(leaf.size), 8) + _status_html(leaf))
 
 
-def _status_html(leaf: summary.Leaf) -> str:
+def _status_html(leaf: state_facts.Leaf) -> str:
   if leaf.status == 'changed':
     return _badge('changed' if leaf.change is None else f'changed, largest |Δ| = {leaf.change:.3g}',
                   '#fde047')
@@ -357,7 +357,7 @@ def _status_html(leaf: summary.Leaf) -> str:
   return ''
 
 
-def _branch_row_html(tree: summary.Tree, path: Path) -> str:
+def _branch_row_html(tree: state_facts.Tree, path: Path) -> str:
   totals = ', '.join(f'{_chip(name, tree.colors[name])} {size}'
                      for name, size in tree.totals(path).items())
   changed = tree.changed(path)
@@ -365,15 +365,15 @@ def _branch_row_html(tree: summary.Tree, path: Path) -> str:
           + (_badge(f'{changed} changed', '#fde047') if changed else ''))
 
 
-def _details_html(leaf: summary.Leaf) -> str:
+def _details_html(leaf: state_facts.Leaf) -> str:
   """The selected Variable: path, type, shape and size, metadata, statistics."""
-  lines = [f'<b style="font-family:monospace">{html.escape(summary.path_text(leaf.path))}</b>',
+  lines = [f'<b style="font-family:monospace">{html.escape(state_facts.path_text(leaf.path))}</b>',
            (f'{_chip(leaf.type_name, leaf.color)} {html.escape(leaf.shape)} '
             f'{html.escape(leaf.dtype)}, {_size_text(leaf.size)}')]
   metadata = leaf.variable.get_metadata() if hasattr(leaf.variable, 'get_metadata') else {}
   lines += [f'{html.escape(str(key))} = {html.escape(repr(value))}'
             for key, value in metadata.items()]
-  stats = summary.statistics(leaf.value)
+  stats = state_facts.statistics(leaf.value)
   cells = [f'<td>{name}</td><td>{value:.4g}</td>' for name, value in (stats or {}).items()]
   lines.append('<i>no numbers to summarise</i>' if stats is None else  # min max / mean std
                f'<table><tr>{"".join(cells[:2])}</tr><tr>{"".join(cells[2:])}</tr></table>')

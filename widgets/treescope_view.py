@@ -8,9 +8,9 @@ have a two-line version of that method that imports this file and calls one
 of the three ``render_*`` functions below, so the core never imports
 treescope itself.
 
-Each tree looks like the text repr (chapter 1): the same names, brackets and
+Each tree looks like the text repr (``core/reprs.py``): the same names, brackets and
 size comments (``Param( # 6 (24 B)``, ``Linear( # Param: 9 (36 B)``), with
-each Variable coloured by its type (see ``summary.TYPE_COLORS``) and each
+each Variable coloured by its type (see ``state_facts.TYPE_COLORS``) and each
 Module tinted by its class.  As in Flax's own treescope rendering, ``List``
 and ``Dict`` show their totals too, which their text repr leaves out.  Treescope escapes every piece of text it draws,
 so names and metadata can never inject HTML.
@@ -27,13 +27,14 @@ import typing as tp
 import treescope
 from treescope import rendering_parts as parts
 
-from nnx_edu import objects
-from nnx_edu.module import Module
-from nnx_edu.reprs import SizeBytes
-from nnx_edu.state import State, sort_key
-from nnx_edu.variables import Variable
+from nnx_edu.core import objects
+from nnx_edu.core.filters import sort_key
+from nnx_edu.core.module import Module
+from nnx_edu.core.reprs import SizeBytes
+from nnx_edu.core.state import State
+from nnx_edu.core.variables import Variable
 
-from . import summary
+from . import state_facts
 
 Renderer = tp.Callable[..., tp.Any]
 # One child line of a tree: (label before the value, the child's path, value).
@@ -46,14 +47,14 @@ def render_variable(variable: Variable, path: str | None, subtree_renderer: Rend
   >>> import jax.numpy as jnp
   >>> import nnx_edu as nnx, treescope
   >>> html = treescope.render_to_html(nnx.Param(jnp.ones((2, 3))), compressed=False)
-  >>> '6 (24 B)' in html and summary.TYPE_COLORS['Param'] in html
+  >>> '6 (24 B)' in html and state_facts.TYPE_COLORS['Param'] in html
   True
   """
   value = variable.get_value()
   size = SizeBytes.of(value)
   attributes = {'value': value, **variable.get_metadata()}
   return _foldable(type(variable).__name__, '()', _attribute_entries(attributes, path),
-                   path, subtree_renderer, color=summary.type_color(type(variable)),
+                   path, subtree_renderer, color=state_facts.type_color(type(variable)),
                    comment=f' # {size}' if size else '')
 
 
@@ -112,7 +113,7 @@ def render_node(node: objects.Object, path: str | None, subtree_renderer: Render
     objects.collect_stats(node, _node_stats)
   try:
     name, brackets, entries = _node_layout(node, path)
-    color = summary.hashed_color(type(node).__name__, 94) if isinstance(node, Module) else None
+    color = state_facts.hashed_color(type(node).__name__, 94) if isinstance(node, Module) else None
     # Unlike their text repr, List and Dict get counts too, as in Flax's treescope.
     return _foldable(name, brackets, entries, path, subtree_renderer, color=color,
                      comment=objects.stats_comment(_node_stats[id(node)]))

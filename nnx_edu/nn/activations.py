@@ -1,4 +1,4 @@
-"""Layers, chapter 0 -- activations: JAX's own, under their Flax names, and PReLU.
+"""Layers -- activations: JAX's own, under their Flax names, and PReLU.
 
 The activation functions are JAX's (``jax.nn``), re-exported so that
 ``nnx.relu`` is ``jax.nn.relu``.  One activation learns: ``PReLU`` is a
@@ -18,14 +18,14 @@ from types import MappingProxyType
 
 import jax
 import jax.numpy as jnp
-from jax.nn import (celu, elu, gelu, glu, hard_sigmoid, hard_silu, hard_swish, hard_tanh,
-                    identity, leaky_relu, log_sigmoid, log_softmax, logsumexp, one_hot, relu,
-                    relu6, selu, sigmoid, silu, soft_sign, softmax, softplus, standardize, swish)
+from jax.nn import (celu, elu, gelu, glu, hard_sigmoid, hard_silu, hard_swish, hard_tanh, identity,
+                    leaky_relu, log_sigmoid, log_softmax, logsumexp, one_hot, relu, relu6, selu,
+                    sigmoid, silu, soft_sign, softmax, softplus, standardize, swish)
 from jax.numpy import tanh
 
-from nnx_edu.module import Module
+from nnx_edu.core.module import Module
+from nnx_edu.core.variable_types import Param
 from nnx_edu.nn import dtypes
-from nnx_edu.variable_types import Param
 
 __all__ = ['celu', 'elu', 'gelu', 'glu', 'hard_sigmoid', 'hard_silu', 'hard_swish', 'hard_tanh',
            'identity', 'leaky_relu', 'log_sigmoid', 'log_softmax', 'logsumexp', 'one_hot', 'relu',

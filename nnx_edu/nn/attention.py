@@ -1,4 +1,4 @@
-"""Layers, chapter 6 -- attention: every position looks at every other.
+"""Layers -- attention: every position looks at every other.
 
 Attention mixes a sequence by letting each *query* position take a weighted
 average of *value* vectors, with weights from how well the query matches
@@ -34,29 +34,22 @@ from __future__ import annotations
 
 import functools
 import typing as tp
-from types import MappingProxyType
 
 import jax
 import jax.numpy as jnp
 
-from nnx_edu.module import Module
-from nnx_edu.nn.attention_functions import (_check_mask, combine_masks,
-                                            dot_product_attention)
+from nnx_edu.core.module import Module
+from nnx_edu.core.objects import data
+from nnx_edu.core.rngs import Rngs, RngStream
+from nnx_edu.core.variable_types import Cache
 from nnx_edu.nn import initializers
+from nnx_edu.nn.attention_functions import check_mask, combine_masks, dot_product_attention
+from nnx_edu.nn.common import NO_METADATA, Array, Initializer, Metadata, PromoteDtype
 from nnx_edu.nn.dtypes import promote_dtype as default_promote_dtype
 from nnx_edu.nn.linear import LinearGeneral, default_kernel_init
 from nnx_edu.nn.normalization import LayerNorm
-from nnx_edu.objects import data
-from nnx_edu.rngs import Rngs, RngStream
-from nnx_edu.variable_types import Cache
 
 __all__ = ['MultiHeadAttention']
-
-Array = jax.Array
-Init = initializers.Initializer
-PromoteFn = tp.Callable[..., tp.Any]
-Metadata = tp.Mapping[str, tp.Any]
-NO_METADATA: Metadata = MappingProxyType({})
 
 
 class MultiHeadAttention(Module):
@@ -103,13 +96,13 @@ class MultiHeadAttention(Module):
       in_kv_features: int | None = None, *, dtype: tp.Any = None,
       param_dtype: tp.Any = jnp.float32, broadcast_dropout: bool = True,
       dropout_rate: float = 0.0, deterministic: bool | None = None, precision: tp.Any = None,
-      kernel_init: Init = default_kernel_init, out_kernel_init: Init | None = None,
-      bias_init: Init = initializers.zeros_init(), out_bias_init: Init | None = None,
+      kernel_init: Initializer = default_kernel_init, out_kernel_init: Initializer | None = None,
+      bias_init: Initializer = initializers.zeros_init(), out_bias_init: Initializer | None = None,
       use_bias: bool = True, attention_fn: tp.Callable[..., Array] = dot_product_attention,
       decode: bool | None = None, normalize_qk: bool = False,
-      qkv_promote_dtype: PromoteFn = default_promote_dtype,
-      out_promote_dtype: PromoteFn = default_promote_dtype,
-      ln_promote_dtype: PromoteFn = default_promote_dtype,
+      qkv_promote_dtype: PromoteDtype = default_promote_dtype,
+      out_promote_dtype: PromoteDtype = default_promote_dtype,
+      ln_promote_dtype: PromoteDtype = default_promote_dtype,
       qkv_dot_general: tp.Any = None, out_dot_general: tp.Any = None,
       qkv_dot_general_cls: tp.Any = None, out_dot_general_cls: tp.Any = None,
       rngs: Rngs, keep_rngs: bool = True, kernel_metadata: Metadata = NO_METADATA,
@@ -305,7 +298,7 @@ class MultiHeadAttention(Module):
             f'got {inputs_k.shape}.'
         )
     weights_shape = (*inputs_q.shape[:-2], self.num_heads, inputs_q.shape[-2], kv_length)
-    _check_mask('MultiHeadAttention', mask, weights_shape)
+    check_mask('MultiHeadAttention', mask, weights_shape)
 
   def _extend_cache(self, key: Array, value: Array,
                     mask: Array | None) -> tuple[Array, Array, Array | None]:

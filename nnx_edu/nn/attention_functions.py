@@ -1,4 +1,4 @@
-"""Layers, chapter 5 -- attention functions: masks and scaled dot-product attention.
+"""Layers -- attention functions: masks and scaled dot-product attention.
 
 The pure functions that ``MultiHeadAttention`` (the next chapter) is built
 on, usable on their own:
@@ -28,15 +28,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from nnx_edu.module import Module
+from nnx_edu.core.module import Module
+from nnx_edu.core.variable_types import Intermediate
+from nnx_edu.nn.common import Array, PromoteDtype
 from nnx_edu.nn.dtypes import promote_dtype as default_promote_dtype
-from nnx_edu.variable_types import Intermediate
 
 __all__ = ['combine_masks', 'dot_product_attention', 'dot_product_attention_weights',
            'make_attention_mask', 'make_causal_mask']
-
-Array = jax.Array
-PromoteFn = tp.Callable[..., tp.Any]
 
 
 # -- masks ------------------------------------------------------------------------
@@ -96,8 +94,12 @@ def combine_masks(*masks: Array | None, dtype: tp.Any = jnp.float32) -> Array | 
   return functools.reduce(jnp.logical_and, given).astype(dtype)
 
 
-def _check_mask(caller: str, mask: Array | None, weights_shape: tuple[int, ...]) -> None:
-  """Raise if ``mask`` cannot broadcast to the attention weights' shape."""
+def check_mask(caller: str, mask: Array | None, weights_shape: tuple[int, ...]) -> None:
+  """Raise if ``mask`` cannot broadcast to the attention weights' shape.
+
+  >>> import jax.numpy as jnp
+  >>> check_mask('MultiHeadAttention', jnp.ones((2, 1, 4, 4)), (2, 8, 4, 4))   # fits
+  """
   if mask is None:
     return
   try:
@@ -119,7 +121,7 @@ def dot_product_attention_weights(
     broadcast_dropout: bool = True, dropout_rng: Array | None = None,
     dropout_rate: float = 0.0, deterministic: bool = False, dtype: tp.Any = None,
     precision: tp.Any = None, module: Module | None = None,
-    promote_dtype: PromoteFn = default_promote_dtype, is_causal: bool = False) -> Array:
+    promote_dtype: PromoteDtype = default_promote_dtype, is_causal: bool = False) -> Array:
   """The attention weights ``softmax(q . k / sqrt(depth))``, masked and dropped out.
 
   ``query`` is ``[batch..., q_len, heads, depth]`` and ``key``
@@ -172,7 +174,7 @@ def dot_product_attention(
     mask: Array | None = None, broadcast_dropout: bool = True,
     dropout_rng: Array | None = None, dropout_rate: float = 0.0,
     deterministic: bool = False, dtype: tp.Any = None, precision: tp.Any = None,
-    module: Module | None = None, promote_dtype: PromoteFn = default_promote_dtype,
+    module: Module | None = None, promote_dtype: PromoteDtype = default_promote_dtype,
     is_causal: bool = False) -> Array:
   """Attention: the attention weights applied to ``value``.
 
@@ -233,7 +235,7 @@ def _check_shapes(caller: str, query: Array, key: Array, value: Array | None,
       raise ValueError(f'{caller}: {rule}; got shapes {[a.shape for a in arrays]} '
                        '(query, key[, value]).')
   weights_shape = (*query.shape[:-3], query.shape[-2], query.shape[-3], key.shape[-3])
-  _check_mask(caller, mask, weights_shape)
+  check_mask(caller, mask, weights_shape)
   return weights_shape
 
 

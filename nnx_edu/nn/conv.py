@@ -1,6 +1,6 @@
-"""Layers, chapter 2 -- convolutions: one small kernel slid over space.
+"""Layers -- convolutions: one small kernel slid over space.
 
-A convolution is a linear layer (chapter 1) applied to every window of
+A convolution is a linear layer (``linear.py``) applied to every window of
 ``kernel_size`` neighbouring positions, with the same kernel everywhere.
 Inputs are channels-last: ``(*batch, *spatial, features)``, e.g. NHWC for
 images.  The number of spatial axes is ``len(kernel_size)``; the input may
@@ -27,21 +27,19 @@ from __future__ import annotations
 
 import typing as tp
 
-import jax
 import jax.numpy as jnp
 from jax import lax
 
-from nnx_edu.module import Module
+from nnx_edu.core.module import Module
+from nnx_edu.core.rngs import Rngs
+from nnx_edu.core.variable_types import Param
 from nnx_edu.nn import dtypes
-from nnx_edu.nn.linear import (NO_METADATA, Dtype, Initializer, Metadata, PrecisionLike,
-                               check_features, default_bias_init, default_kernel_init,
-                               op_kwargs, value_or_none)
-from nnx_edu.rngs import Rngs
-from nnx_edu.variable_types import Param
+from nnx_edu.nn.common import (NO_METADATA, Array, Dtype, Initializer, Metadata, PrecisionLike,
+                               check_features, op_kwargs, value_or_none)
+from nnx_edu.nn.linear import default_bias_init, default_kernel_init
 
 __all__ = ['Conv', 'ConvTranspose']
 
-Array = jax.Array
 IntOrInts = tp.Union[None, int, tp.Sequence[int]]
 Padding = tp.Union[str, int, tp.Sequence[tp.Union[int, tuple[int, int]]]]
 

@@ -1,4 +1,4 @@
-"""Layers, chapter 0 -- dtypes: which precision a layer computes in.
+"""Layers -- dtypes: which precision a layer computes in.
 
 Every layer takes ``dtype`` (the dtype of the computation and the result)
 and ``param_dtype`` (the dtype its parameters are stored in).  Before

@@ -1,6 +1,6 @@
-"""Layers, chapter 3b -- group and instance normalization: per example, per group of channels.
+"""Layers -- group and instance normalization: per example, per group of channels.
 
-Chapter 3 normalized over the batch (BatchNorm) or over all of an example's
+``normalization.py`` normalized over the batch (BatchNorm) or over all of an example's
 features (LayerNorm).  The two layers here sit in between: each example is
 normalized on its own, as in LayerNorm, but its channels are not all pooled
 together.
@@ -23,7 +23,7 @@ For a batch of images ``(batch, height, width, channels)``:
 >>> bool(jnp.allclose(by_channel, by_group_of_one, atol=1e-5))
 True
 
-Both reuse chapter 3's ``_mean_and_var`` and ``_normalize``; only the
+Both reuse ``normalization.py``'s ``mean_and_var`` and ``normalize``; only the
 choice of axes is new.
 """
 
@@ -31,20 +31,17 @@ from __future__ import annotations
 
 import typing as tp
 
-import jax
 import jax.numpy as jnp
 
-from nnx_edu.module import Module
+from nnx_edu.core.module import Module
+from nnx_edu.core.rngs import Rngs
 from nnx_edu.nn import dtypes, initializers
-from nnx_edu.nn.normalization import (NO_METADATA, Axes, Dtype, Initializer, Metadata,
-                                      PromoteDtype, _canonical_axes, _check_axes_in_range,
-                                      _check_features, _check_float_dtype, _check_mask,
-                                      _mean_and_var, _normalize, _scale_or_bias, _value)
-from nnx_edu.rngs import Rngs
+from nnx_edu.nn.common import (NO_METADATA, Array, Axes, Dtype, Initializer, Metadata, PromoteDtype,
+                               canonical_axes, check_axes_in_range, value_or_none)
+from nnx_edu.nn.normalization import (check_float_dtype, check_mask, check_num_features,
+                                      mean_and_var, normalize, scale_or_bias)
 
 __all__ = ['GroupNorm', 'InstanceNorm']
-
-Array = jax.Array
 
 
 class GroupNorm(Module):
@@ -76,12 +73,12 @@ class GroupNorm(Module):
                axis_index_groups: tp.Any = None, use_fast_variance: bool = True,
                promote_dtype: PromoteDtype = dtypes.promote_dtype, rngs: Rngs,
                bias_metadata: Metadata = NO_METADATA, scale_metadata: Metadata = NO_METADATA):
-    _check_float_dtype('GroupNorm', dtype)
+    check_float_dtype('GroupNorm', dtype)
     self.feature_axis = -1
     self.num_groups, self.group_size = _group_layout(num_features, num_groups, group_size)
-    self.scale = _scale_or_bias(use_scale, scale_init, rngs, num_features, param_dtype,
+    self.scale = scale_or_bias(use_scale, scale_init, rngs, num_features, param_dtype,
                                 scale_metadata)
-    self.bias = _scale_or_bias(use_bias, bias_init, rngs, num_features, param_dtype,
+    self.bias = scale_or_bias(use_bias, bias_init, rngs, num_features, param_dtype,
                                bias_metadata)
     self.epsilon = epsilon
     self.dtype = dtype
@@ -104,7 +101,7 @@ class GroupNorm(Module):
     [[-1.  1. -1.  1.]]
     """
     default_axes = [*range(1, x.ndim - 1), -1]  # all but the batch axis
-    axes = _canonical_axes(
+    axes = canonical_axes(
         x.ndim, default_axes if self.reduction_axes is None else self.reduction_axes)
     if axes[-1] != x.ndim - 1:
       raise ValueError(
@@ -113,23 +110,23 @@ class GroupNorm(Module):
           f'Add -1, e.g. reduction_axes={(*axes, -1)}.'
       )
     num_features = self.num_groups * self.group_size
-    _check_features('GroupNorm', x, (x.ndim - 1,), 'the last axis', num_features)
-    _check_mask('GroupNorm', mask, x)
-    x, scale, bias = self.promote_dtype((x, _value(self.scale), _value(self.bias)),
+    check_num_features('GroupNorm', x, (x.ndim - 1,), 'the last axis', num_features)
+    check_mask('GroupNorm', mask, x)
+    x, scale, bias = self.promote_dtype((x, value_or_none(self.scale), value_or_none(self.bias)),
                                         dtype=self.dtype)
     # split the channels into (num_groups, group_size), then reduce over
     # group_size and the other reduction axes: one statistic per group
     grouped_shape = (*x.shape[:-1], self.num_groups, self.group_size)
     if mask is not None:
       mask = jnp.broadcast_to(mask, x.shape).reshape(grouped_shape)
-    mean, var = _mean_and_var(
+    mean, var = mean_and_var(
         x.reshape(grouped_shape), [*axes[:-1], -1], self.dtype, axis_name=self.axis_name,
         axis_index_groups=self.axis_index_groups,
         use_fast_variance=self.use_fast_variance, mask=mask)
     # back from one statistic per group to one per channel
     mean = jnp.repeat(mean, self.group_size, axis=-1)
     var = jnp.repeat(var, self.group_size, axis=-1)
-    return _normalize(x, mean, var, scale, bias, axes[:-1], (self.feature_axis,),
+    return normalize(x, mean, var, scale, bias, axes[:-1], (self.feature_axis,),
                       self.dtype, self.epsilon)
 
 
@@ -184,10 +181,10 @@ class InstanceNorm(Module):
                use_fast_variance: bool = True,
                promote_dtype: PromoteDtype = dtypes.promote_dtype, rngs: Rngs,
                bias_metadata: Metadata = NO_METADATA, scale_metadata: Metadata = NO_METADATA):
-    _check_float_dtype('InstanceNorm', dtype)
-    self.scale = _scale_or_bias(use_scale, scale_init, rngs, num_features, param_dtype,
+    check_float_dtype('InstanceNorm', dtype)
+    self.scale = scale_or_bias(use_scale, scale_init, rngs, num_features, param_dtype,
                                 scale_metadata)
-    self.bias = _scale_or_bias(use_bias, bias_init, rngs, num_features, param_dtype,
+    self.bias = scale_or_bias(use_bias, bias_init, rngs, num_features, param_dtype,
                                bias_metadata)
     self.num_features = num_features
     self.epsilon = epsilon
@@ -212,9 +209,9 @@ class InstanceNorm(Module):
     >>> print(layer(x, mask=mask)[0, :, 0].round(2))  # mean 2, variance 1 from the first two
     [-1.  1. 48.]
     """
-    _check_axes_in_range('InstanceNorm', 'feature_axes', self.feature_axes, x.ndim,
+    check_axes_in_range('InstanceNorm', 'feature_axes', self.feature_axes, x.ndim,
                          f'the input of shape {tuple(x.shape)}')
-    feature_axes = _canonical_axes(x.ndim, self.feature_axes)
+    feature_axes = canonical_axes(x.ndim, self.feature_axes)
     if 0 in feature_axes:
       raise ValueError(
           f'InstanceNorm: feature_axes={self.feature_axes} includes axis 0 of the input of '
@@ -224,14 +221,14 @@ class InstanceNorm(Module):
       )
     reduction_axes = tuple(axis for axis in range(1, x.ndim) if axis not in feature_axes)
     if self.scale is not None or self.bias is not None:  # without parameters any size works
-      _check_features('InstanceNorm', x, feature_axes, f'feature_axes={self.feature_axes}',
+      check_num_features('InstanceNorm', x, feature_axes, f'feature_axes={self.feature_axes}',
                       self.num_features)
-    _check_mask('InstanceNorm', mask, x)
-    x, scale, bias = self.promote_dtype((x, _value(self.scale), _value(self.bias)),
+    check_mask('InstanceNorm', mask, x)
+    x, scale, bias = self.promote_dtype((x, value_or_none(self.scale), value_or_none(self.bias)),
                                         dtype=self.dtype)
-    mean, var = _mean_and_var(
+    mean, var = mean_and_var(
         x, reduction_axes, self.dtype, axis_name=self.axis_name,
         axis_index_groups=self.axis_index_groups,
         use_fast_variance=self.use_fast_variance, mask=mask)
-    return _normalize(x, mean, var, scale, bias, reduction_axes, feature_axes, self.dtype,
+    return normalize(x, mean, var, scale, bias, reduction_axes, feature_axes, self.dtype,
                       self.epsilon)

@@ -1,4 +1,4 @@
-"""Layers, chapter 0 -- initializers: how parameters get their first values.
+"""Layers -- initializers: how parameters get their first values.
 
 An initializer is a function ``init(key, shape, dtype) -> Array``.  These
 are JAX's own (``jax.nn.initializers``), so the same key gives the same

@@ -1,17 +1,16 @@
-"""Layers, chapter 1 -- linear layers: multiply by a learned kernel, add a bias.
+"""Layers -- linear layers: multiply by a learned kernel, add a bias.
 
 ``Linear`` computes ``y = x @ kernel + bias`` over the last axis of ``x``.
 The other layers change which axes meet the kernel: ``LinearGeneral``
 contracts several axes at once (and may give each entry of leading batch
-axes its own kernel), ``Einsum`` says it with an einsum string, and
-``Embed`` is a linear layer for one-hot inputs: it looks rows up instead of
-multiplying, and ``attend`` multiplies by the transposed table.
-Convolutions are the next chapter (``conv.py``).
+axes its own kernel), and ``Einsum`` says it with an einsum string.
+``Embed``, a linear layer for one-hot inputs, is the next chapter
+(``embed.py``); convolutions come after it (``conv.py``).
 
 The same seed gives Flax's parameters because every layer draws its keys
 from ``rngs.params()`` in Flax's order, kernel first, then bias; the same
 outputs because inputs and parameters are cast to one dtype by
-``promote_dtype`` (chapter 0) before computing.
+``promote_dtype`` (``dtypes.py``) before computing.
 
 >>> import jax.numpy as jnp
 >>> import nnx_edu as nnx
@@ -22,119 +21,24 @@ outputs because inputs and parameters are cast to one dtype by
 from __future__ import annotations
 
 import typing as tp
-from types import MappingProxyType
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 import opt_einsum  # a dependency of jax; jnp.einsum uses it too
 from jax import lax
 
-from nnx_edu.module import Module
+from nnx_edu.core.module import Module
+from nnx_edu.core.rngs import Rngs
+from nnx_edu.core.variable_types import Param
+from nnx_edu.core.variables import VariableMetadata
 from nnx_edu.nn import dtypes, initializers
-from nnx_edu.rngs import Rngs
-from nnx_edu.variable_types import Param
-from nnx_edu.variables import VariableMetadata
+from nnx_edu.nn.common import (NO_METADATA, Array, Dtype, FrozenDict, Initializer, Metadata,
+                               PrecisionLike, check_features, op_kwargs, value_or_none)
 
-__all__ = ['Linear', 'LinearGeneral', 'Einsum', 'Embed']
-
-Array = jax.Array
-Dtype = tp.Any  # a dtype, or a type such as jnp.float32
-Initializer = initializers.Initializer
-PrecisionLike = tp.Any  # None, a lax.Precision, or a pair of them
-Metadata = tp.Mapping[str, tp.Any]
+__all__ = ['Linear', 'LinearGeneral', 'Einsum']
 
 default_kernel_init = initializers.lecun_normal()
 default_bias_init = initializers.zeros_init()
-# Embedding rows are unit vectors in expectation: fan_in counts the features.
-default_embed_init = initializers.variance_scaling(1.0, 'fan_in', 'normal', out_axis=0)
-NO_METADATA: Metadata = MappingProxyType({})
-
-
-class FrozenDict(tp.Mapping):
-  """An immutable, hashable dict (``LinearGeneral.batch_axis``), printed like Flax's.
-
-  >>> FrozenDict({0: 2})
-  FrozenDict({
-      0: 2,
-  })
-  """
-
-  def __init__(self, items: tp.Mapping | tp.Iterable = ()):
-    self._items = dict(items)
-
-  def __getitem__(self, key: tp.Any) -> tp.Any:
-    return self._items[key]
-
-  def __iter__(self) -> tp.Iterator:
-    return iter(self._items)
-
-  def __len__(self) -> int:
-    return len(self._items)
-
-  def __hash__(self) -> int:
-    return hash(tuple(self._items.items()))
-
-  def __repr__(self) -> str:
-    if not self._items:
-      return 'FrozenDict({})'
-    return 'FrozenDict({\n' + ''.join(f'    {k}: {v!r},\n' for k, v in self._items.items()) + '})'
-
-
-def check_features(layer: Module, inputs: tp.Any, axes: tp.Sequence[int],
-                   expected: tp.Sequence[int], *, param: str = 'kernel',
-                   what: str = 'in_features') -> None:
-  """Raise a ValueError that teaches unless ``inputs`` has sizes ``expected`` on ``axes``.
-
-  >>> import jax.numpy as jnp
-  >>> import nnx_edu as nnx
-  >>> layer = nnx.Linear(3, 4, rngs=nnx.Rngs(0))
-  >>> check_features(layer, jnp.ones((2, 5)), (-1,), (3,))
-  Traceback (most recent call last):
-  ...
-  ValueError: Linear: inputs of shape (2, 5) do not fit the kernel of shape (3, 4): axis -1 of the inputs must have size 3 (in_features). Pass inputs with those sizes, or create the layer with in_features=5.
-  """
-  shape = tuple(jnp.shape(inputs))
-  ndim = len(shape)
-  in_range = all(-ndim <= a < ndim for a in axes)
-  got = tuple(shape[a] for a in axes) if in_range else None
-  if got == tuple(expected):
-    return
-
-  def show(t: tp.Sequence[int]) -> tp.Any:  # one axis prints as a plain int
-    return t[0] if len(t) == 1 else tuple(t)
-
-  fix = f'create the layer with {what}={show(got)}' if in_range else 'add the missing axes'
-  raise ValueError(
-      f'{type(layer).__name__}: inputs of shape {shape} do not fit the {param} of shape '
-      f'{tuple(getattr(layer, param).shape)}: axis {show(axes)} of the inputs must have '
-      f'size {show(expected)} ({what}). Pass inputs with those sizes, or {fix}.'
-  )
-
-
-def value_or_none(param: Param | None) -> Array | None:
-  """The array in ``param``, or None for a missing parameter (``use_bias=False``).
-
-  >>> import nnx_edu as nnx
-  >>> value_or_none(None), value_or_none(nnx.Param(1.0))
-  (None, 1.0)
-  """
-  return None if param is None else param[...]
-
-
-def op_kwargs(out_sharding: tp.Any, preferred_element_type: Dtype | None) -> dict:
-  """Keyword arguments for the layer's dot/conv/einsum function.
-
-  ``preferred_element_type`` is passed only when set, so that a custom
-  function without that argument still works (as in Flax).
-
-  >>> op_kwargs(None, None)
-  {'out_sharding': None}
-  """
-  kwargs = {'out_sharding': out_sharding}
-  if preferred_element_type is not None:
-    kwargs['preferred_element_type'] = preferred_element_type
-  return kwargs
 
 
 class Linear(Module):
@@ -408,83 +312,3 @@ class Einsum(Module):
     bias_axes = [kernel.shape[kernel_letters.index(c)] if c in kernel_letters else 1
                  for c in output]
     return y + jnp.reshape(bias, bias_axes)
-
-
-class Embed(Module):
-  """A table of ``num_embeddings`` learned vectors of size ``features``.
-
-  Calling it with integer indices returns their rows, with a ``features``
-  axis appended to the indices' shape.  Negative indices count from the end;
-  indices ``>= num_embeddings`` give ``nan``.  With ``num_embeddings == 1``
-  the single row is broadcast to every index.
-
-  Args:
-    num_embeddings: number of rows (the vocabulary size).
-    features: size of each row.
-    dtype: dtype of the output (default: the embedding's dtype).
-    param_dtype: dtype of the table (default float32).
-    embedding_init: initializer of the table (default
-      ``variance_scaling(1.0, 'fan_in', 'normal', out_axis=0)``).
-    promote_dtype: casts ``(embedding,)`` in a call, ``(query, embedding)``
-      in ``attend``.
-    rngs: where the table's key comes from (``rngs.params()``).
-    embedding_metadata: extra metadata for the ``embedding`` Param.
-
-  >>> import jax.numpy as jnp
-  >>> import nnx_edu as nnx
-  >>> layer = nnx.Embed(num_embeddings=5, features=3, rngs=nnx.Rngs(0))
-  >>> layer(jnp.array([[0, 1, 2], [-1, -2, -3]])).shape
-  (2, 3, 3)
-  >>> bool(jnp.isnan(layer(jnp.array(5))).all())   # out of range
-  True
-  """
-
-  def __init__(self, num_embeddings: int, features: int, *, dtype: Dtype | None = None,
-               param_dtype: Dtype = jnp.float32,
-               embedding_init: Initializer = default_embed_init,
-               promote_dtype: tp.Callable[..., tuple] = dtypes.promote_dtype, rngs: Rngs,
-               embedding_metadata: Metadata = NO_METADATA):
-    self.embedding = Param(embedding_init(rngs.params(), (num_embeddings, features), param_dtype),
-                           **embedding_metadata)
-    self.num_embeddings = num_embeddings
-    self.features = features
-    self.dtype = dtype or self.embedding.dtype
-    self.param_dtype = param_dtype
-    self.promote_dtype = promote_dtype
-
-  def __call__(self, inputs: Array, out_sharding: tp.Any = None) -> Array:
-    inputs = jnp.asarray(inputs)
-    if not jnp.issubdtype(inputs.dtype, jnp.integer):
-      raise ValueError(
-          f'Embed: inputs must be integer indices into the embedding table, got dtype '
-          f'{inputs.dtype}. Cast them, e.g. inputs.astype(jnp.int32); to multiply '
-          'vectors by the table, use Embed.attend.')
-    # inexact=False: an integer table stays integer.
-    (embedding,) = self.promote_dtype((self.embedding[...],), dtype=self.dtype, inexact=False)
-    if self.num_embeddings == 1:
-      return jnp.broadcast_to(embedding, (*inputs.shape, self.features))
-
-    def take(table: Array, indices: Array) -> Array:
-      # jnp.take wraps negative indices and fills out-of-range ones with nan.
-      return jnp.take(table, indices, axis=0)
-
-    if out_sharding is not None:  # jnp.take has no out_sharding argument
-      take = jax.sharding.auto_axes(out_sharding=out_sharding)(take)
-    return take(embedding, inputs)
-
-  def attend(self, query: Array, out_sharding: tp.Any = None) -> Array:
-    """Scores of ``query`` against every row: ``query @ embedding.T``.
-
-    Used to share one table between the input embedding and the output
-    logits of a language model.
-
-    >>> import jax.numpy as jnp
-    >>> import nnx_edu as nnx
-    >>> layer = nnx.Embed(num_embeddings=5, features=3, rngs=nnx.Rngs(0))
-    >>> layer.attend(jnp.ones((2, 3))).shape
-    (2, 5)
-    """
-    check_features(self, query, (-1,), (self.features,), param='embedding',
-                   what='features')
-    query, embedding = self.promote_dtype((query, self.embedding[...]), dtype=self.dtype)
-    return jnp.dot(query, embedding.T, out_sharding=out_sharding)

@@ -1,4 +1,4 @@
-"""Layers, chapter 10 -- LoRA: fine-tune a big layer through a small side path.
+"""Layers -- LoRA: fine-tune a big layer through a small side path.
 
 Low-Rank Adaptation (LoRA) leaves a trained layer's weights alone and
 learns a correction next to it: two thin matrices ``lora_a``
@@ -11,7 +11,7 @@ kernel (``rank * (in + out)`` instead of ``in * out``).  ``lora_b`` starts
 at zero, so before training the layer computes exactly what the base did.
 
 The adapters are ``LoRAParam`` Variables, a subclass of ``Param``.  That
-one type is what makes freezing work: filters (chapter 3) select by type,
+one type is what makes freezing work: filters (``core/filters.py``) select by type,
 so ``nnx.LoRAParam`` picks only the adapters, while ``nnx.Param`` -- which
 matches subclasses too -- picks everything.  To train only the adapters,
 give the same filter to the optimizer and to ``nnx.grad``:
@@ -29,7 +29,7 @@ give the same filter to the optimizer and to ``nnx.grad``:
 (True, True)
 
 ``LoRA`` is the side path on its own (optionally wrapping any
-``base_module``); ``LoRALinear`` is a ``Linear`` (chapter 1) with one
+``base_module``); ``LoRALinear`` is a ``Linear`` (``linear.py``) with one
 built in, whose State keeps Linear's ``kernel`` and ``bias`` paths so a
 trained Linear's weights load into it unchanged.
 """
@@ -39,19 +39,17 @@ from __future__ import annotations
 import numbers
 import typing as tp
 
-import jax
 import jax.numpy as jnp
 
-from nnx_edu.module import Module
+from nnx_edu.core.module import Module
+from nnx_edu.core.rngs import Rngs
+from nnx_edu.core.variable_types import Param
+from nnx_edu.core.variables import A, Variable
 from nnx_edu.nn import dtypes, initializers
-from nnx_edu.nn.linear import NO_METADATA, Dtype, Initializer, Linear, Metadata, check_features
-from nnx_edu.rngs import Rngs
-from nnx_edu.variable_types import Param
-from nnx_edu.variables import A, Variable
+from nnx_edu.nn.common import NO_METADATA, Array, Dtype, Initializer, Metadata, check_features
+from nnx_edu.nn.linear import Linear
 
 __all__ = ['LoRA', 'LoRALinear', 'LoRAParam']
-
-Array = jax.Array
 
 # lora_a gets He-uniform values and lora_b zeros: the product starts at 0,
 # yet the gradient for lora_b (which goes through lora_a) is not zero.

@@ -1,14 +1,14 @@
-"""Layers, chapter 8b -- LSTM cells: a second memory, guarded by gates.
+"""Layers -- LSTM cells: a second memory, guarded by gates.
 
 The long short-term memory cell carries *two* arrays from step to step,
 ``(c, h)``: ``c`` is a long-term memory that gates edit (forget some of it,
 write some of the input into it), ``h`` is what the cell shows -- its output.
 Gating the memory this way lets gradients flow over many steps, which the
-``SimpleCell`` of chapter 8 cannot do.
+``SimpleCell`` of ``recurrent_cells.py`` cannot do.
 
 ``LSTMCell`` spells the arithmetic out with eight ``Linear`` layers, one per
 gate and input; ``OptimizedLSTMCell`` stores the same kernels side by side,
-so one step is two matrix products.  Both share chapter 8's helpers: the
+so one step is two matrix products.  Both share ``recurrent_cells.py``'s helpers: the
 layers are created in Flax's order, and ``initialize_carry`` gives the pair
 ``(c, h)`` of zeros.
 
@@ -27,15 +27,15 @@ import typing as tp
 
 import jax.numpy as jnp
 
+from nnx_edu.core.rngs import Rngs
 from nnx_edu.nn import dtypes, initializers
 from nnx_edu.nn.activations import sigmoid, tanh
+from nnx_edu.nn.common import NO_METADATA, Array, Dtype, Initializer, Metadata
 from nnx_edu.nn.linear import Linear
-from nnx_edu.nn.recurrent_cells import (NO_METADATA, Array, Carry, CarryRngs, Dtype, Initializer,
-                                        Metadata, RNNCellBase, _check_step, _dense, _keep_rngs,
-                                        _new_carry, _one_feature_axis, _warn_if_carry_init,
+from nnx_edu.nn.recurrent_cells import (Carry, CarryRngs, RNNCellBase, cell_linear, check_step,
                                         default_bias_init, default_kernel_init,
-                                        default_recurrent_kernel_init)
-from nnx_edu.rngs import Rngs
+                                        default_recurrent_kernel_init, keep_rngs_stream, new_carry,
+                                        one_feature_axis, warn_if_carry_init)
 
 __all__ = ['LSTMCell', 'OptimizedLSTMCell']
 
@@ -121,20 +121,20 @@ class LSTMCell(RNNCellBase):
     self.dtype = dtype
     self.param_dtype = param_dtype
     self.promote_dtype = promote_dtype
-    self.rngs = _keep_rngs(rngs, keep_rngs)
+    self.rngs = keep_rngs_stream(rngs, keep_rngs)
 
     def dense_i() -> Linear:
-      return _dense(self, in_features, hidden_features, use_bias=False,
+      return cell_linear(self, in_features, hidden_features, use_bias=False,
                     kernel_init=kernel_init, rngs=rngs, kernel_metadata=kernel_metadata)
 
     def dense_h() -> Linear:
-      return _dense(self, hidden_features, hidden_features, use_bias=True,
+      return cell_linear(self, hidden_features, hidden_features, use_bias=True,
                     kernel_init=recurrent_kernel_init, bias_init=bias_init, rngs=rngs,
                     kernel_metadata=recurrent_kernel_metadata, bias_metadata=bias_metadata)
 
     self.ii, self.if_, self.ig, self.io = dense_i(), dense_i(), dense_i(), dense_i()
     self.hi, self.hf, self.hg, self.ho = dense_h(), dense_h(), dense_h(), dense_h()
-    _warn_if_carry_init(carry_init)
+    warn_if_carry_init(carry_init)
     self.carry_init = carry_init
 
   def __call__(self, carry: tuple[Array, Array],
@@ -149,7 +149,7 @@ class LSTMCell(RNNCellBase):
     ((4, 3), (4, 3), True)
     """
     c, h = _unpack_pair(self, carry)
-    _check_step(self, inputs, c=c, h=h)
+    check_step(self, inputs, c=c, h=h)
     i = self.gate_fn(self.ii(inputs) + self.hi(h))
     f = self.gate_fn(self.if_(inputs) + self.hf(h))
     g = self.activation_fn(self.ig(inputs) + self.hg(h))
@@ -169,10 +169,10 @@ class LSTMCell(RNNCellBase):
     >>> c.shape, h.shape
     ((4, 3), (4, 3))
     """
-    c, h = _new_carry(self, input_shape, rngs, carry_init, count=2)
+    c, h = new_carry(self, input_shape, rngs, carry_init, count=2)
     return c, h
 
-  num_feature_axes = property(_one_feature_axis)
+  num_feature_axes = property(one_feature_axis)
 
 
 class OptimizedLSTMCell(RNNCellBase):
@@ -212,14 +212,14 @@ class OptimizedLSTMCell(RNNCellBase):
     self.dtype = dtype
     self.param_dtype = param_dtype
     self.promote_dtype = promote_dtype
-    self.rngs = _keep_rngs(rngs, keep_rngs)
-    self.dense_i = _dense(self, in_features, 4 * hidden_features, use_bias=False,
+    self.rngs = keep_rngs_stream(rngs, keep_rngs)
+    self.dense_i = cell_linear(self, in_features, 4 * hidden_features, use_bias=False,
                           kernel_init=kernel_init, rngs=rngs, kernel_metadata=kernel_metadata)
-    self.dense_h = _dense(self, hidden_features, 4 * hidden_features, use_bias=True,
+    self.dense_h = cell_linear(self, hidden_features, 4 * hidden_features, use_bias=True,
                           kernel_init=recurrent_kernel_init, bias_init=bias_init, rngs=rngs,
                           kernel_metadata=recurrent_kernel_metadata,
                           bias_metadata=bias_metadata)
-    _warn_if_carry_init(carry_init)
+    warn_if_carry_init(carry_init)
     self.carry_init = carry_init
 
   def __call__(self, carry: tuple[Array, Array],
@@ -234,7 +234,7 @@ class OptimizedLSTMCell(RNNCellBase):
     ((3,), (3,))
     """
     c, h = _unpack_pair(self, carry)
-    _check_step(self, inputs, c=c, h=h)
+    check_step(self, inputs, c=c, h=h)
     gates = self.dense_i(inputs) + self.dense_h(h)
     i, f, g, o = jnp.split(gates, 4, axis=-1)
     c = self.gate_fn(f) * c + self.gate_fn(i) * self.activation_fn(g)
@@ -250,7 +250,7 @@ class OptimizedLSTMCell(RNNCellBase):
     >>> [a.shape for a in cell.initialize_carry((2,), nnx.Rngs(0))]
     [(3,), (3,)]
     """
-    c, h = _new_carry(self, input_shape, rngs, carry_init, count=2)
+    c, h = new_carry(self, input_shape, rngs, carry_init, count=2)
     return c, h
 
-  num_feature_axes = property(_one_feature_axis)
+  num_feature_axes = property(one_feature_axis)

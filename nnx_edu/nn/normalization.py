@@ -1,12 +1,12 @@
-"""Layers, chapter 3 -- normalization: rescale activations to mean 0 and variance 1.
+"""Layers -- normalization: rescale activations to mean 0 and variance 1.
 
 Every layer here does the same two steps, and differs only in *which* axes
 it averages over:
 
-1. ``_mean_and_var`` takes the mean and variance of the input over some
+1. ``mean_and_var`` takes the mean and variance of the input over some
    axes (optionally only where ``mask`` is True, optionally averaged across
    a named ``jax.vmap``/``pmap`` axis too);
-2. ``_normalize`` computes ``(x - mean) / sqrt(var + epsilon)``, then
+2. ``normalize`` computes ``(x - mean) / sqrt(var + epsilon)``, then
    multiplies by a learned ``scale`` and adds a learned ``bias``.
 
 =============  ==========================================================
@@ -20,48 +20,32 @@ it averages over:
 Statistics are computed in at least float32, even for bfloat16 inputs,
 because sums of many half-precision numbers lose too many digits.
 
-The next two chapters build on the helpers here: chapter 3b
-(``group_normalization.py``) normalizes groups of channels and single
-channels (``GroupNorm``, ``InstanceNorm``); chapter 3c
-(``weight_normalization.py``) normalizes a layer's weights instead of its
-activations (``SpectralNorm``, ``WeightNorm``).
+The next two chapters build on the helpers here: ``group_normalization.py``
+normalizes groups of channels and single channels (``GroupNorm``,
+``InstanceNorm``); ``weight_normalization.py`` normalizes a layer's weights
+instead of its activations (``SpectralNorm``, ``WeightNorm``).
 """
 
 from __future__ import annotations
 
 import typing as tp
-from types import MappingProxyType
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from nnx_edu.module import Module
+from nnx_edu.core.module import Module
+from nnx_edu.core.objects import data
+from nnx_edu.core.rngs import Rngs
+from nnx_edu.core.variable_types import BatchStat, Param
 from nnx_edu.nn import dtypes, initializers
-from nnx_edu.objects import data
-from nnx_edu.rngs import Rngs
-from nnx_edu.variable_types import BatchStat, Param
+from nnx_edu.nn.common import (NO_METADATA, Array, Axes, Dtype, Initializer, Metadata, PromoteDtype,
+                               canonical_axes, value_or_none)
 
 __all__ = ['BatchNorm', 'LayerNorm', 'RMSNorm']
 
-Array = jax.Array
-Axes = tp.Union[int, tp.Sequence[int]]
-Dtype = tp.Any
-Initializer = initializers.Initializer
-Metadata = tp.Mapping[str, tp.Any]
-PromoteDtype = tp.Callable[..., tp.Any]  # like dtypes.promote_dtype
-NO_METADATA: Metadata = MappingProxyType({})
-
 
 # -- the shared arithmetic -------------------------------------------------------
-def _canonical_axes(ndim: int, axes: Axes) -> tuple[int, ...]:
-  """``axes`` as sorted, distinct, non-negative ints: ``-1`` becomes ``ndim - 1``."""
-  if not isinstance(axes, tp.Iterable):
-    axes = (axes,)
-  return tuple(sorted({axis + ndim if axis < 0 else axis for axis in axes}))
-
-
 def _abs_squared(x: Array) -> Array:
   # |x|^2 rather than x^2, so that a complex input has a real variance
   if jnp.iscomplexobj(x):
@@ -69,10 +53,10 @@ def _abs_squared(x: Array) -> Array:
   return lax.square(x)
 
 
-def _mean_and_var(x: Array, axes: Axes, dtype: Dtype, *, axis_name: str | None = None,
-                  axis_index_groups: tp.Any = None, use_mean: bool = True,
-                  use_fast_variance: bool = True,
-                  mask: Array | None = None) -> tuple[Array, Array]:
+def mean_and_var(x: Array, axes: Axes, dtype: Dtype, *, axis_name: str | None = None,
+                 axis_index_groups: tp.Any = None, use_mean: bool = True,
+                 use_fast_variance: bool = True,
+                 mask: Array | None = None) -> tuple[Array, Array]:
   """The mean and variance of ``x`` over ``axes`` (those axes are removed).
 
   ``mask`` keeps only the entries where it is True.  ``axis_name`` also
@@ -82,12 +66,12 @@ def _mean_and_var(x: Array, axes: Axes, dtype: Dtype, *, axis_name: str | None =
   ``E[(x - E[x])^2]`` in two.
 
   >>> import jax.numpy as jnp
-  >>> _mean_and_var(jnp.array([[1.0, 3.0], [2.0, 2.0]]), axes=1, dtype=None)
+  >>> mean_and_var(jnp.array([[1.0, 3.0], [2.0, 2.0]]), axes=1, dtype=None)
   (Array([2., 2.], dtype=float32), Array([1., 0.], dtype=float32))
   """
   dtype = jnp.promote_types(jnp.result_type(x) if dtype is None else dtype, jnp.float32)
   x = jnp.asarray(x, dtype)
-  axes = _canonical_axes(x.ndim, axes)
+  axes = canonical_axes(x.ndim, axes)
 
   def average(*values: Array) -> tuple[Array, ...]:
     means = tuple(value.mean(axes, where=mask) for value in values)
@@ -107,9 +91,9 @@ def _mean_and_var(x: Array, axes: Axes, dtype: Dtype, *, axis_name: str | None =
   return mean, var
 
 
-def _normalize(x: Array, mean: Array, var: Array, scale: Array | None, bias: Array | None,
-               reduction_axes: Axes, feature_axes: Axes, dtype: Dtype,
-               epsilon: float) -> Array:
+def normalize(x: Array, mean: Array, var: Array, scale: Array | None, bias: Array | None,
+              reduction_axes: Axes, feature_axes: Axes, dtype: Dtype,
+              epsilon: float) -> Array:
   """``(x - mean) / sqrt(var + epsilon) * scale + bias``, in the result dtype.
 
   ``mean`` and ``var`` lack the ``reduction_axes``; ``scale`` and ``bias``
@@ -117,12 +101,12 @@ def _normalize(x: Array, mean: Array, var: Array, scale: Array | None, bias: Arr
 
   >>> import jax.numpy as jnp
   >>> x = jnp.array([[1.0, 3.0]])
-  >>> _normalize(x, jnp.array([2.0]), jnp.array([1.0]), None, jnp.array([10.0, 20.0]),
+  >>> normalize(x, jnp.array([2.0]), jnp.array([1.0]), None, jnp.array([10.0, 20.0]),
   ...            reduction_axes=1, feature_axes=1, dtype=None, epsilon=0.0)
   Array([[ 9., 21.]], dtype=float32)
   """
-  reduction_axes = _canonical_axes(x.ndim, reduction_axes)
-  feature_axes = _canonical_axes(x.ndim, feature_axes)
+  reduction_axes = canonical_axes(x.ndim, reduction_axes)
+  feature_axes = canonical_axes(x.ndim, feature_axes)
   # size-1 axes where the statistics were reduced, so they broadcast against x
   stats_shape = [1 if axis in reduction_axes else n for axis, n in enumerate(x.shape)]
   feature_shape = [n if axis in feature_axes else 1 for axis, n in enumerate(x.shape)]
@@ -139,7 +123,15 @@ def _normalize(x: Array, mean: Array, var: Array, scale: Array | None, bias: Arr
 
 
 # -- checks that teach ---------------------------------------------------------
-def _check_float_dtype(layer: str, dtype: Dtype) -> None:
+def check_float_dtype(layer: str, dtype: Dtype) -> None:
+  """Refuse an integer ``dtype``: a standard deviation needs floating point.
+
+  >>> import jax.numpy as jnp
+  >>> check_float_dtype('LayerNorm', jnp.int32)
+  Traceback (most recent call last):
+  ...
+  ValueError: LayerNorm: dtype=int32 is not a floating-point type, but normalizing divides by a standard deviation, which needs one. Pass dtype=jnp.float32 (or bfloat16, float16), or dtype=None to follow the input.
+  """
   if dtype is not None and not jnp.issubdtype(dtype, jnp.inexact):
     raise ValueError(
         f'{layer}: dtype={jnp.dtype(dtype).name} is not a floating-point type, but '
@@ -148,8 +140,16 @@ def _check_float_dtype(layer: str, dtype: Dtype) -> None:
     )
 
 
-def _check_features(layer: str, x: Array, axes: tuple[int, ...], where: str,
-                    num_features: int) -> None:
+def check_num_features(layer: str, x: Array, axes: tuple[int, ...], where: str,
+                       num_features: int) -> None:
+  """Refuse an input whose ``axes`` do not hold ``num_features`` features in all.
+
+  >>> import jax.numpy as jnp
+  >>> check_num_features('LayerNorm', jnp.ones((2, 5)), (1,), 'feature_axes=-1', 3)
+  Traceback (most recent call last):
+  ...
+  ValueError: LayerNorm was built for num_features=3, but the input of shape (2, 5) has 5 features on feature_axes=-1. Build the layer with num_features=5, or normalize over the axes that hold 3 features.
+  """
   size = int(np.prod([x.shape[axis] for axis in axes]))
   if size != num_features:
     raise ValueError(
@@ -159,18 +159,12 @@ def _check_features(layer: str, x: Array, axes: tuple[int, ...], where: str,
     )
 
 
-def _check_axes_in_range(layer: str, argument: str, axes: Axes, ndim: int, what: str) -> None:
-  """Refuse axes that ``what`` (an array of rank ``ndim``) does not have."""
-  given = tuple(axes) if isinstance(axes, tp.Iterable) else (axes,)
-  bad = [axis for axis in given if not -ndim <= axis < ndim]
-  if bad:
-    raise ValueError(
-        f'{layer}: {argument}={axes} names axis {bad[0]}, but {what} has rank {ndim}, '
-        f'so its axes are {-ndim}..{ndim - 1}. Pass axes in that range (-1 is the last).'
-    )
+def check_mask(layer: str, mask: Array | None, x: Array) -> None:
+  """Refuse a mask that does not broadcast to the input ``x``.
 
-
-def _check_mask(layer: str, mask: Array | None, x: Array) -> None:
+  >>> import jax.numpy as jnp
+  >>> check_mask('LayerNorm', jnp.ones((2, 1), bool), jnp.ones((2, 3)))   # fits: no error
+  """
   if mask is None:
     return
   try:
@@ -217,13 +211,13 @@ class BatchNorm(Module):
                axis_index_groups: tp.Any = None, use_fast_variance: bool = True,
                promote_dtype: PromoteDtype = dtypes.promote_dtype, rngs: Rngs,
                bias_metadata: Metadata = NO_METADATA, scale_metadata: Metadata = NO_METADATA):
-    _check_float_dtype('BatchNorm', dtype)
+    check_float_dtype('BatchNorm', dtype)
     # the running averages start at mean 0, variance 1; always float32
     self.mean = BatchStat(jnp.zeros((num_features,), jnp.float32))
     self.var = BatchStat(jnp.ones((num_features,), jnp.float32))
-    self.scale = _scale_or_bias(use_scale, scale_init, rngs, num_features, param_dtype,
+    self.scale = scale_or_bias(use_scale, scale_init, rngs, num_features, param_dtype,
                                 scale_metadata)
-    self.bias = _scale_or_bias(use_bias, bias_init, rngs, num_features, param_dtype,
+    self.bias = scale_or_bias(use_bias, bias_init, rngs, num_features, param_dtype,
                                bias_metadata)
     self.num_features = num_features
     self.use_running_average = use_running_average
@@ -259,15 +253,15 @@ class BatchNorm(Module):
           'use_running_average=True/False to BatchNorm(...) or to the call, or call '
           'model.train() / model.eval().'
       )
-    feature_axes = _canonical_axes(x.ndim, self.axis)
+    feature_axes = canonical_axes(x.ndim, self.axis)
     reduction_axes = tuple(axis for axis in range(x.ndim) if axis not in feature_axes)
-    _check_features('BatchNorm', x, feature_axes, f'axis={self.axis}', self.num_features)
-    _check_mask('BatchNorm', mask, x)
+    check_num_features('BatchNorm', x, feature_axes, f'axis={self.axis}', self.num_features)
+    check_mask('BatchNorm', mask, x)
     x, mean, var, scale, bias = self.promote_dtype(
-        (x, self.mean.value, self.var.value, _value(self.scale), _value(self.bias)),
+        (x, self.mean.value, self.var.value, value_or_none(self.scale), value_or_none(self.bias)),
         dtype=self.dtype)
     if not use_running_average:
-      mean, var = _mean_and_var(
+      mean, var = mean_and_var(
           x, reduction_axes, self.dtype, axis_name=self.axis_name,
           axis_index_groups=self.axis_index_groups,
           use_fast_variance=self.use_fast_variance, mask=mask)
@@ -276,7 +270,7 @@ class BatchNorm(Module):
           self.momentum * self.mean.value + (1 - self.momentum) * mean)
       self.var.value = lax.stop_gradient(
           self.momentum * self.var.value + (1 - self.momentum) * var)
-    return _normalize(x, mean, var, scale, bias, reduction_axes, feature_axes,
+    return normalize(x, mean, var, scale, bias, reduction_axes, feature_axes,
                       self.dtype, self.epsilon)
 
 
@@ -303,10 +297,10 @@ class LayerNorm(Module):
                axis_index_groups: tp.Any = None, use_fast_variance: bool = True,
                promote_dtype: PromoteDtype = dtypes.promote_dtype, rngs: Rngs,
                bias_metadata: Metadata = NO_METADATA, scale_metadata: Metadata = NO_METADATA):
-    _check_float_dtype('LayerNorm', dtype)
-    self.scale = _scale_or_bias(use_scale, scale_init, rngs, num_features, param_dtype,
+    check_float_dtype('LayerNorm', dtype)
+    self.scale = scale_or_bias(use_scale, scale_init, rngs, num_features, param_dtype,
                                 scale_metadata)
-    self.bias = _scale_or_bias(use_bias, bias_init, rngs, num_features, param_dtype,
+    self.bias = scale_or_bias(use_bias, bias_init, rngs, num_features, param_dtype,
                                bias_metadata)
     self.num_features = num_features
     self.epsilon = epsilon
@@ -353,8 +347,8 @@ class RMSNorm(Module):
                axis_index_groups: tp.Any = None, use_fast_variance: bool = True,
                promote_dtype: PromoteDtype = dtypes.promote_dtype, rngs: Rngs,
                scale_metadata: Metadata = NO_METADATA):
-    _check_float_dtype('RMSNorm', dtype)
-    self.scale = _scale_or_bias(use_scale, scale_init, rngs, num_features, param_dtype,
+    check_float_dtype('RMSNorm', dtype)
+    self.scale = scale_or_bias(use_scale, scale_init, rngs, num_features, param_dtype,
                                 scale_metadata)
     self.num_features = num_features
     self.epsilon = epsilon
@@ -379,29 +373,32 @@ def _layer_norm(layer: LayerNorm | RMSNorm, x: Array, mask: Array | None,
   name = type(layer).__name__
   bias = getattr(layer, 'bias', None)  # RMSNorm has none
   if layer.scale is not None or bias is not None:  # without parameters any size works
-    _check_features(name, x, _canonical_axes(x.ndim, layer.feature_axes),
+    check_num_features(name, x, canonical_axes(x.ndim, layer.feature_axes),
                     f'feature_axes={layer.feature_axes}', layer.num_features)
-  _check_mask(name, mask, x)
-  x, scale, bias = layer.promote_dtype((x, _value(layer.scale), _value(bias)),
+  check_mask(name, mask, x)
+  x, scale, bias = layer.promote_dtype((x, value_or_none(layer.scale), value_or_none(bias)),
                                        dtype=layer.dtype)
-  mean, var = _mean_and_var(
+  mean, var = mean_and_var(
       x, layer.reduction_axes, layer.dtype, axis_name=layer.axis_name,
       axis_index_groups=layer.axis_index_groups, use_mean=use_mean,
       use_fast_variance=layer.use_fast_variance, mask=mask)
-  return _normalize(x, mean, var, scale, bias, layer.reduction_axes, layer.feature_axes,
+  return normalize(x, mean, var, scale, bias, layer.reduction_axes, layer.feature_axes,
                     layer.dtype, layer.epsilon)
 
 
-def _scale_or_bias(use: bool, init: Initializer, rngs: Rngs, num_features: int,
+def scale_or_bias(use: bool, init: Initializer, rngs: Rngs, num_features: int,
                    param_dtype: Dtype, metadata: Metadata) -> tp.Any:
   """A ``(num_features,)`` Param, or None (marked data, as in Flax) when not used.
 
   A key is drawn only for a Param that is made, so the keys match Flax's.
+
+  >>> import jax.numpy as jnp
+  >>> import nnx_edu as nnx
+  >>> scale_or_bias(True, nnx.initializers.ones, nnx.Rngs(0), 2, jnp.float32, {})
+  Param( # 2 (8 B)
+    value=Array([1., 1.], dtype=float32)
+  )
   """
   if not use:
     return data(None)
   return Param(init(rngs.params(), (num_features,), param_dtype), **metadata)
-
-
-def _value(param: Param | None) -> Array | None:
-  return None if param is None else param.value

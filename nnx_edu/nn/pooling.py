@@ -1,7 +1,7 @@
-"""Layers, chapter 11 -- pooling: summarize each window of neighbouring positions.
+"""Layers -- pooling: summarize each window of neighbouring positions.
 
 Pooling slides a window over the spatial axes, like a convolution
-(chapter 2), but instead of a learned kernel it applies a fixed summary:
+(``conv.py``), but instead of a learned kernel it applies a fixed summary:
 the maximum (``max_pool``), the minimum (``min_pool``) or the mean
 (``avg_pool``).  It has no parameters, so these are plain functions, not
 Modules.  Each feature (channel) is pooled on its own.
@@ -34,14 +34,14 @@ from __future__ import annotations
 
 import typing as tp
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
+from nnx_edu.nn.common import Array
+
 __all__ = ['pool', 'avg_pool', 'max_pool', 'min_pool']
 
-Array = jax.Array
 Padding = tp.Union[str, tp.Sequence[tp.Sequence[int]]]
 PADDING_NAMES = ('SAME', 'VALID', 'SAME_LOWER')  # what lax.reduce_window reads
 

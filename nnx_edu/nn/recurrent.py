@@ -1,7 +1,7 @@
-"""Layers, chapter 9 -- running a cell over time: RNN and Bidirectional.
+"""Layers -- running a cell over time: RNN and Bidirectional.
 
-A cell (chapter 8) does one step.  ``RNN(cell)`` runs it over every step of a
-sequence with ``nnx.scan`` (chapter 12): the carry goes from step to step,
+A cell (``recurrent_cells.py``) does one step.  ``RNN(cell)`` runs it over every step of a
+sequence with ``nnx.scan`` (``transforms/iteration.py``): the carry goes from step to step,
 the outputs of all steps are stacked along the time axis.  ``nnx.scan``
 rather than a Python loop means the step is traced once, however long the
 sequence; ``nnx.scan`` rather than ``jax.lax.scan`` means the cell's own
@@ -39,16 +39,16 @@ import typing as tp
 import jax
 import jax.numpy as jnp
 
-from nnx_edu.filters import All, Filter
-from nnx_edu.iteration import Carry, StateAxes, scan, split_rngs
-from nnx_edu.module import Module
+from nnx_edu.core.filters import All, Filter
+from nnx_edu.core.module import Module
+from nnx_edu.core.objects import data
+from nnx_edu.core.rngs import Rngs, RngState, RngStream
+from nnx_edu.nn.common import Array
 from nnx_edu.nn.recurrent_cells import RNNCellBase
-from nnx_edu.objects import data
-from nnx_edu.rngs import Rngs, RngState, RngStream
+from nnx_edu.transforms.iteration import Carry, StateAxes, scan, split_rngs
 
 __all__ = ['RNN', 'Bidirectional']
 
-Array = jax.Array
 CallRngs = Rngs | RngStream | None
 
 

@@ -1,8 +1,8 @@
-"""Layers, chapter 8 -- recurrent cells: one step of a recurrent network.
+"""Layers -- recurrent cells: one step of a recurrent network.
 
 A recurrent network reads a sequence one step at a time and keeps a memory,
 the *carry*, from each step to the next.  A *cell* is the function for one
-step: ``cell(carry, x) -> (new_carry, y)``.  Chapter 9 (``recurrent.py``)
+step: ``cell(carry, x) -> (new_carry, y)``.  The chapter ``recurrent.py``
 runs a cell over a whole sequence.
 
 The four cells differ in how they mix the input ``x`` into the carry:
@@ -18,7 +18,7 @@ The four cells differ in how they mix the input ``x`` into the carry:
 This chapter has the first two and what all four share; the LSTMs have a
 chapter of their own, 8b (``lstm_cells.py``).
 
-Every cell is built from ``Linear`` layers (chapter 1): ones that read the
+Every cell is built from ``Linear`` layers (``linear.py``): ones that read the
 input (``kernel_init``, default lecun normal) and ones that read the carry
 (``recurrent_kernel_init``, default orthogonal).  Their sums need one bias
 only, so only one of the two has one.  The layers are created in Flax's
@@ -40,31 +40,25 @@ from __future__ import annotations
 
 import typing as tp
 import warnings
-from types import MappingProxyType
 
-import jax
 import jax.numpy as jnp
 
-from nnx_edu.module import Module
+from nnx_edu.core.module import Module
+from nnx_edu.core.objects import data
+from nnx_edu.core.rngs import Rngs, RngStream
 from nnx_edu.nn import dtypes, initializers
 from nnx_edu.nn.activations import sigmoid, tanh
+from nnx_edu.nn.common import NO_METADATA, Array, Dtype, Initializer, Metadata
 from nnx_edu.nn.linear import Linear
-from nnx_edu.objects import data
-from nnx_edu.rngs import Rngs, RngStream
 
 __all__ = ['GRUCell', 'RNNCellBase', 'SimpleCell']
 
-Array = jax.Array
 Carry = tp.Any  # an array, or a tuple of arrays for the LSTMs
-Dtype = tp.Any
-Initializer = initializers.Initializer
-Metadata = tp.Mapping[str, tp.Any]
 CarryRngs = Rngs | RngStream | None
 
 default_kernel_init = initializers.lecun_normal()
 default_recurrent_kernel_init = initializers.orthogonal()
 default_bias_init = initializers.zeros_init()
-NO_METADATA: Metadata = MappingProxyType({})
 
 
 class RNNCellBase(Module):
@@ -137,8 +131,13 @@ class RNNCellBase(Module):
 
 
 # -- what the cells share ---------------------------------------------------------------
-def _keep_rngs(rngs: Rngs, keep_rngs: bool) -> tp.Any:
-  """The stream a cell keeps for its carry (deprecated in Flax, so it warns)."""
+def keep_rngs_stream(rngs: Rngs, keep_rngs: bool) -> tp.Any:
+  """The stream a cell keeps for its carry (deprecated in Flax, so it warns).
+
+  >>> import nnx_edu as nnx
+  >>> keep_rngs_stream(nnx.Rngs(0), keep_rngs=False)   # an empty data slot
+  Marked(value=None, is_data=True)
+  """
   if not keep_rngs:
     return data(None)  # an empty data slot, as in Flax
   warnings.warn('keep_rngs argument is deprecated. Please use rngs argument in __call__ '
@@ -146,7 +145,11 @@ def _keep_rngs(rngs: Rngs, keep_rngs: bool) -> tp.Any:
   return rngs.carry.fork()
 
 
-def _warn_if_carry_init(carry_init: Initializer | None) -> None:
+def warn_if_carry_init(carry_init: Initializer | None) -> None:
+  """Warn, as Flax does, that ``carry_init`` belongs in ``initialize_carry``.
+
+  >>> warn_if_carry_init(None)   # nothing given, nothing said
+  """
   if carry_init:
     warnings.warn(
         'carry_init is provided in __init__. Please, use carry_init argument in '
@@ -155,22 +158,34 @@ def _warn_if_carry_init(carry_init: Initializer | None) -> None:
         'have different graphdefs.')
 
 
-def _dense(cell: RNNCellBase, in_features: int, out_features: int, *, use_bias: bool,
-           kernel_init: Initializer, bias_init: Initializer = default_bias_init, rngs: Rngs,
-           kernel_metadata: Metadata, bias_metadata: Metadata = NO_METADATA) -> Linear:
-  """A Linear layer with the cell's dtypes."""
+def cell_linear(cell: RNNCellBase, in_features: int, out_features: int, *, use_bias: bool,
+                kernel_init: Initializer, bias_init: Initializer = default_bias_init, rngs: Rngs,
+                kernel_metadata: Metadata, bias_metadata: Metadata = NO_METADATA) -> Linear:
+  """A Linear layer with the cell's dtypes: one gate's input or recurrent map.
+
+  >>> import nnx_edu as nnx
+  >>> cell = nnx.SimpleCell(2, 3, rngs=nnx.Rngs(0))
+  >>> cell_linear(cell, 2, 3, use_bias=False, kernel_init=default_kernel_init,
+  ...             rngs=nnx.Rngs(0), kernel_metadata={}).kernel.shape
+  (2, 3)
+  """
   return Linear(in_features, out_features, use_bias=use_bias, kernel_init=kernel_init,
                 bias_init=bias_init, dtype=cell.dtype, param_dtype=cell.param_dtype,
                 promote_dtype=cell.promote_dtype, rngs=rngs, kernel_metadata=kernel_metadata,
                 bias_metadata=bias_metadata)
 
 
-def _new_carry(cell: RNNCellBase, input_shape: tp.Sequence[int], rngs: CarryRngs,
+def new_carry(cell: RNNCellBase, input_shape: tp.Sequence[int], rngs: CarryRngs,
               carry_init: Initializer | None, count: int) -> list[Array]:
   """``count`` carry arrays of shape ``(*batch, hidden_features)``, in ``param_dtype``.
 
   Each array draws one key from the carry stream, so even zeros advance it
   (as in Flax).  The initializer is ``carry_init``, else the cell's, else zeros.
+
+  >>> import nnx_edu as nnx
+  >>> cell = nnx.SimpleCell(2, 3, rngs=nnx.Rngs(0))
+  >>> [c.shape for c in new_carry(cell, (5, 2), nnx.Rngs(1), None, count=2)]
+  [(5, 3), (5, 3)]
   """
   stream = cell.rngs if rngs is None else rngs
   if isinstance(stream, Rngs):
@@ -187,12 +202,19 @@ def _new_carry(cell: RNNCellBase, input_shape: tp.Sequence[int], rngs: CarryRngs
   return [init(stream(), shape, cell.param_dtype) for _ in range(count)]
 
 
-def _check_step(cell: RNNCellBase, inputs: Array, **carry: Array) -> None:
+def check_step(cell: RNNCellBase, inputs: Array, **carry: Array) -> None:
   """Raise a ValueError that teaches unless ``inputs`` and ``carry`` fit ``cell``.
 
   The inputs' last axis must be ``in_features``, each carry array's last
   axis ``hidden_features``: otherwise a Linear inside would fail, naming
   itself rather than the cell.
+
+  >>> import jax.numpy as jnp
+  >>> import nnx_edu as nnx
+  >>> check_step(nnx.SimpleCell(2, 3, rngs=nnx.Rngs(0)), jnp.ones((4, 5)))
+  Traceback (most recent call last):
+  ...
+  ValueError: SimpleCell: the inputs of one step have shape (4, 5), but in_features=2: their last axis must have size 2. Pass inputs with 2 features, or create the cell with in_features=5.
   """
   name = type(cell).__name__
   shape = tuple(jnp.shape(inputs))
@@ -211,7 +233,7 @@ def _check_step(cell: RNNCellBase, inputs: Array, **carry: Array) -> None:
           'Make the carry with cell.initialize_carry(inputs.shape, rngs).')
 
 
-def _one_feature_axis(cell: RNNCellBase) -> int:
+def one_feature_axis(cell: RNNCellBase) -> int:
   """One feature axis: the last (each step's input is ``(*batch, features)``).
 
   >>> import nnx_edu as nnx
@@ -277,14 +299,14 @@ class SimpleCell(RNNCellBase):
     self.residual = residual
     self.activation_fn = activation_fn
     self.promote_dtype = promote_dtype
-    self.rngs = _keep_rngs(rngs, keep_rngs)
-    self.dense_h = _dense(self, hidden_features, hidden_features, use_bias=False,
+    self.rngs = keep_rngs_stream(rngs, keep_rngs)
+    self.dense_h = cell_linear(self, hidden_features, hidden_features, use_bias=False,
                           kernel_init=recurrent_kernel_init, rngs=rngs,
                           kernel_metadata=recurrent_kernel_metadata)
-    self.dense_i = _dense(self, in_features, hidden_features, use_bias=True,
+    self.dense_i = cell_linear(self, in_features, hidden_features, use_bias=True,
                           kernel_init=kernel_init, bias_init=bias_init, rngs=rngs,
                           kernel_metadata=kernel_metadata, bias_metadata=bias_metadata)
-    _warn_if_carry_init(carry_init)
+    warn_if_carry_init(carry_init)
     self.carry_init = carry_init
 
   def __call__(self, carry: Array, inputs: Array) -> tuple[Array, Array]:
@@ -297,7 +319,7 @@ class SimpleCell(RNNCellBase):
     >>> h.shape, bool((h == y).all())
     ((3,), True)
     """
-    _check_step(self, inputs, h=carry)
+    check_step(self, inputs, h=carry)
     h = self.dense_i(inputs) + self.dense_h(carry)
     if self.residual:
       h = h + carry
@@ -313,10 +335,10 @@ class SimpleCell(RNNCellBase):
     >>> cell.initialize_carry((5, 2), nnx.Rngs(0), nnx.initializers.ones).sum()
     Array(15., dtype=float32)
     """
-    (h,) = _new_carry(self, input_shape, rngs, carry_init, count=1)
+    (h,) = new_carry(self, input_shape, rngs, carry_init, count=1)
     return h
 
-  num_feature_axes = property(_one_feature_axis)
+  num_feature_axes = property(one_feature_axis)
 
 
 class GRUCell(RNNCellBase):
@@ -373,14 +395,14 @@ class GRUCell(RNNCellBase):
     self.dtype = dtype
     self.param_dtype = param_dtype
     self.promote_dtype = promote_dtype
-    self.rngs = _keep_rngs(rngs, keep_rngs)
-    self.dense_i = _dense(self, in_features, 3 * hidden_features, use_bias=True,
+    self.rngs = keep_rngs_stream(rngs, keep_rngs)
+    self.dense_i = cell_linear(self, in_features, 3 * hidden_features, use_bias=True,
                           kernel_init=kernel_init, bias_init=bias_init, rngs=rngs,
                           kernel_metadata=kernel_metadata, bias_metadata=bias_metadata)
-    self.dense_h = _dense(self, hidden_features, 3 * hidden_features, use_bias=False,
+    self.dense_h = cell_linear(self, hidden_features, 3 * hidden_features, use_bias=False,
                           kernel_init=recurrent_kernel_init, rngs=rngs,
                           kernel_metadata=recurrent_kernel_metadata)
-    _warn_if_carry_init(carry_init)
+    warn_if_carry_init(carry_init)
     self.carry_init = carry_init
 
   def __call__(self, carry: Array, inputs: Array) -> tuple[Array, Array]:
@@ -393,7 +415,7 @@ class GRUCell(RNNCellBase):
     >>> h.shape
     (4, 3)
     """
-    _check_step(self, inputs, h=carry)
+    check_step(self, inputs, h=carry)
     x_r, x_z, x_n = jnp.split(self.dense_i(inputs), 3, axis=-1)
     h_r, h_z, h_n = jnp.split(self.dense_h(carry), 3, axis=-1)
     r = self.gate_fn(x_r + h_r)
@@ -410,7 +432,7 @@ class GRUCell(RNNCellBase):
     >>> nnx.GRUCell(2, 3, rngs=nnx.Rngs(0)).initialize_carry((4, 5, 2), nnx.Rngs(0)).shape
     (4, 5, 3)
     """
-    (h,) = _new_carry(self, input_shape, rngs, carry_init, count=1)
+    (h,) = new_carry(self, input_shape, rngs, carry_init, count=1)
     return h
 
-  num_feature_axes = property(_one_feature_axis)
+  num_feature_axes = property(one_feature_axis)

@@ -1,4 +1,4 @@
-"""Layers, chapter 7 -- Sequential: a model that is a list of steps.
+"""Layers -- Sequential: a model that is a list of steps.
 
 ``Sequential(f1, f2, f3)(x)`` computes ``f3(f2(f1(x)))``.  The steps may be
 layers (which hold parameters) or plain functions such as ``nnx.relu``
@@ -30,8 +30,8 @@ from __future__ import annotations
 import inspect
 import typing as tp
 
-from nnx_edu.module import List, Module
-from nnx_edu.rngs import Rngs
+from nnx_edu.core.module import List, Module
+from nnx_edu.core.rngs import Rngs
 
 __all__ = ['Sequential']
 

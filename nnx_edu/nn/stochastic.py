@@ -1,4 +1,4 @@
-"""Layers, chapter 4 -- Dropout: randomness during training only.
+"""Layers -- Dropout: randomness during training only.
 
 Dropout zeroes each input element with probability ``rate`` and scales the
 survivors by ``1 / (1 - rate)``, so the expected value of every element is
@@ -11,7 +11,7 @@ unchanged.  Two things make it different from the other layers:
 * **It is switched on and off.**  ``deterministic=True`` turns it into the
   identity.  ``model.eval()`` sets ``deterministic=True`` on every layer that
   has the attribute, ``model.train()`` sets it back to ``False``
-  (see chapter 7, modules).
+  (see ``core/module.py``).
 
 >>> import jax.numpy as jnp
 >>> import nnx_edu as nnx
@@ -31,9 +31,9 @@ import typing as tp
 import jax
 import jax.numpy as jnp
 
-from nnx_edu.module import Module
-from nnx_edu.objects import data
-from nnx_edu.rngs import Rngs, RngStream
+from nnx_edu.core.module import Module
+from nnx_edu.core.objects import data
+from nnx_edu.core.rngs import Rngs, RngStream
 
 __all__ = ['Dropout']
 

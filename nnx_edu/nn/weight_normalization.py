@@ -1,8 +1,8 @@
-"""Layers, chapter 3c -- normalizing the weights instead of the activations.
+"""Layers -- normalizing the weights instead of the activations.
 
-Chapters 3 and 3b rescale what flows *through* a layer.  The two wrappers
-here rescale the *weights* of a layer they wrap, before every call, and
-then call it:
+``normalization.py`` and ``group_normalization.py`` rescale what flows
+*through* a layer.  The two wrappers here rescale the *weights* of a layer
+they wrap, before every call, and then call it:
 
 ================  =======================================================
 ``SpectralNorm``  divides each weight matrix ``W`` by an estimate of its
@@ -34,25 +34,24 @@ from __future__ import annotations
 import math
 import typing as tp
 
-import jax
 import jax.numpy as jnp
 from jax import lax
 
-from nnx_edu import filters as filterlib
-from nnx_edu.graph import state
-from nnx_edu.module import Module
+from nnx_edu.core import filters as filterlib
+from nnx_edu.core.graph import state
+from nnx_edu.core.module import Module
+from nnx_edu.core.objects import data
+from nnx_edu.core.rngs import Rngs
+from nnx_edu.core.state import to_flat_state
+from nnx_edu.core.variable_types import BatchStat, Param
+from nnx_edu.core.variables import Variable
 from nnx_edu.nn import dtypes, initializers
-from nnx_edu.nn.normalization import (Axes, Dtype, Initializer, PromoteDtype, _canonical_axes,
-                                      _check_axes_in_range, _check_float_dtype)
-from nnx_edu.objects import data
-from nnx_edu.rngs import Rngs
-from nnx_edu.state import to_flat_state
-from nnx_edu.variable_types import BatchStat, Param
-from nnx_edu.variables import Variable
+from nnx_edu.nn.common import (Array, Axes, Dtype, Initializer, PromoteDtype, canonical_axes,
+                               check_axes_in_range)
+from nnx_edu.nn.normalization import check_float_dtype
 
 __all__ = ['SpectralNorm', 'WeightNorm']
 
-Array = jax.Array
 Path = filterlib.Path
 
 
@@ -123,7 +122,7 @@ class SpectralNorm(Module):
   def __init__(self, layer_instance: Module, *, n_steps: int = 1, epsilon: float = 1e-12,
                dtype: Dtype = None, param_dtype: Dtype = jnp.float32,
                error_on_non_matrix: bool = False, update_stats: bool = True, rngs: Rngs):
-    _check_float_dtype('SpectralNorm', dtype)
+    check_float_dtype('SpectralNorm', dtype)
     self.layer_instance = layer_instance
     self.n_steps = n_steps
     self.epsilon = epsilon
@@ -245,7 +244,7 @@ class WeightNorm(Module):
                epsilon: float = 1e-12, dtype: Dtype = None, param_dtype: Dtype = jnp.float32,
                variable_filter: filterlib.Filter = filterlib.PathContains('kernel'),
                promote_dtype: PromoteDtype = dtypes.promote_dtype, rngs: Rngs):
-    _check_float_dtype('WeightNorm', dtype)
+    check_float_dtype('WeightNorm', dtype)
     self.layer_instance = layer_instance
     self.feature_axes = () if feature_axes is None else feature_axes
     self.use_scale = use_scale
@@ -287,9 +286,9 @@ class WeightNorm(Module):
       ) from error
 
   def _feature_axes(self, path: Path, weight: Array) -> tuple[int, ...]:
-    _check_axes_in_range('WeightNorm', 'feature_axes', self.feature_axes, weight.ndim,
+    check_axes_in_range('WeightNorm', 'feature_axes', self.feature_axes, weight.ndim,
                          f'the weight at {path} of shape {tuple(weight.shape)}')
-    return _canonical_axes(weight.ndim, self.feature_axes)
+    return canonical_axes(weight.ndim, self.feature_axes)
 
   def __call__(self, x: Array, *args: tp.Any, **kwargs: tp.Any) -> tp.Any:
     """Normalize the selected weights in place, then call the wrapped layer.
