@@ -9,7 +9,9 @@ prints Markdown tables of median times and their ratios:
 2. the graph functions ``split``, ``merge``, ``state``, ``update`` and
    ``clone`` on models of 10, 100 and 1000 ``Linear`` layers;
 3. the forward pass of single layers under ``nnx.jit``;
-4. ``import nnx_edu`` against ``import jax``, each in a fresh interpreter.
+4. ``jax.jit`` called with a Module directly (the Module as a pytree), against
+   the same arrays held in plain dicts;
+5. ``import nnx_edu`` against ``import jax``, each in a fresh interpreter.
 
 Candidates are timed in interleaved rounds, so that a busy machine slows
 all of them alike; each round times a block of calls (with the garbage
@@ -203,7 +205,43 @@ def bench_layers(args) -> str:
                    'flax / nnx_edu'], rows))
 
 
-# -- 4. import time -----------------------------------------------------------------
+# -- 4. jax.jit with a Module as a pytree ----------------------------------------------
+def bench_pytree_jit(args) -> str:
+  """``jax.jit(f)(model, x)``: JAX flattens the Module on every call."""
+  rows = []
+  for n in (1, 10) if args.quick else (1, 10, 100):
+    x = jnp.ones((2, 4))
+    candidates = {}
+    for name, lib in LIBS.items():
+      model = stack_of_linears(lib, n)
+      candidates[name] = lambda m=model: forward_stack(m, x)
+    arrays = [{'kernel': layer.kernel[...], 'bias': layer.bias[...]}
+              for layer in stack_of_linears(ennx, n).layers]
+    candidates['dicts'] = lambda: forward_dicts(arrays, x)
+    t = time_interleaved(candidates, calls=20 if args.quick else 200,
+                         rounds=3 if args.quick else 9, clock=args.clock)
+    rows.append([n, us(t['dicts']), us(t['nnx_edu']), us(t['flax']),
+                 f'{t["nnx_edu"] / t["dicts"]:.2f}x', f'{t["flax"] / t["nnx_edu"]:.1f}x'])
+  return ('### jax.jit(f)(model, x) on a List of n Linear(4, 4) layers, per call\n\n'
+          + table(['layers', 'plain dicts', 'nnx_edu', 'flax', 'nnx_edu / dicts',
+                   'flax / nnx_edu'], rows))
+
+
+@jax.jit
+def forward_stack(model, x):
+  for layer in model.layers:
+    x = layer(x)
+  return x
+
+
+@jax.jit
+def forward_dicts(layers, x):
+  for layer in layers:
+    x = x @ layer['kernel'] + layer['bias']
+  return x
+
+
+# -- 5. import time -----------------------------------------------------------------
 def bench_import(args) -> str:
   """What ``import X`` adds to ``import jax``, in fresh interpreters.
 
@@ -232,11 +270,12 @@ def main() -> None:
   parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
   parser.add_argument('--quick', action='store_true', help='few repetitions: a smoke run')
   parser.add_argument('--cpu-time', action='store_true', help='time process CPU, not wall')
-  parser.add_argument('--only', choices=['train', 'graph', 'layers', 'import'], nargs='*')
+  parser.add_argument('--only', choices=['train', 'graph', 'layers', 'pytree', 'import'],
+                      nargs='*')
   args = parser.parse_args()
   args.clock = time.process_time if args.cpu_time else time.perf_counter
   sections = {'train': bench_train_step, 'graph': bench_graph, 'layers': bench_layers,
-              'import': bench_import}
+              'pytree': bench_pytree_jit, 'import': bench_import}
   print(f'jax {jax.__version__} on {jax.devices()[0].platform}; '
         f'{"CPU" if args.cpu_time else "wall"} time, median per call\n')
   for name, run in sections.items():

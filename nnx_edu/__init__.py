@@ -7,26 +7,32 @@ reading order; the imports below follow that order.  Chapter 0,
 ``tiny_nnx.py``, tells the whole story in one small file first.
 """
 
-from nnx_edu.core import filters, graph
+from nnx_edu.core import filters, graph, traversals
 from nnx_edu.core.variable_defaults import use_eager_sharding, using_eager_sharding, var_defaults
-from nnx_edu.core.variables import Variable, VariableMetadata
+from nnx_edu.core.variables import A, Variable, VariableMetadata
 from nnx_edu.core.variable_types import (BatchStat, Cache, Intermediate, Param, Perturbation,
                                          register_variable_name, variable_name_from_type,
                                          variable_type_from_name, with_metadata)
 from nnx_edu.core.filters import All, Any, Everything, Not, Nothing, OfType, PathContains, WithTag
 from nnx_edu.core.state import (FlatState, State, from_flat_state, replace_by_pure_dict,
                                 to_flat_state, to_pure_dict)
-from nnx_edu.core.objects import Object, data, static
+from nnx_edu.core.state_tools import (filter_state, map_state, merge_state, restore_int_paths,
+                                      split_state)
+from nnx_edu.core.pytrees import (Data, Static, data, dataclass, has_data, is_data,
+                                  register_data_type, static)
+from nnx_edu.core.objects import Object, Pytree, check_pytree
 from nnx_edu.core.graphwalk import GraphDef
 from nnx_edu.core.graph import (clone, graphdef, iter_graph, merge, pop, set_metadata, split,
                                 state, update)
-from nnx_edu.core.module import Dict, List, Module, iter_children, iter_modules
+from nnx_edu.core.module import M, Dict, List, Module, iter_children, iter_modules
+from nnx_edu.core.graph_tools import find_duplicates, iter_module_children, map, recursive_map
 from nnx_edu.core.rngs import RngCount, RngKey, Rngs, RngState, RngStream
 from nnx_edu.transforms.compilation import *  # noqa: F403
 from nnx_edu.transforms.autodiff import *  # noqa: F403
 from nnx_edu.transforms.iteration import *  # noqa: F403
 from nnx_edu.nn import *  # noqa: F403  (the layers and activations)
 from nnx_edu.nn import initializers
+from nnx_edu.nn.initializers import Initializer
 from nnx_edu.training.optimizer import *  # noqa: F403
 from nnx_edu.sharding.partitioning import *  # noqa: F403
 from nnx_edu.tools.tabulate import *  # noqa: F403

@@ -52,7 +52,7 @@ def state_of(x):
   """``x`` if it is a State (of either library), else the State of the graph node ``x``."""
   if isinstance(x, nnx.State):
     return x
-  if isinstance(x, nnx.Object):
+  if isinstance(x, nnx.Pytree):
     return nnx.state(x)
   fnnx = flax_nnx()
   return x if isinstance(x, fnnx.State) else fnnx.state(x)

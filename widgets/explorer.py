@@ -31,7 +31,7 @@ import typing as tp
 import ipywidgets as widgets
 
 from nnx_edu.core import graph
-from nnx_edu.core.objects import Object
+from nnx_edu.core.objects import Pytree
 from nnx_edu.core.reprs import SizeBytes
 from nnx_edu.core.state import State
 
@@ -57,7 +57,7 @@ CSS = """<style>
 def explore(model_or_state: tp.Any, after: tp.Any = None) -> Explorer:
   """A widget to browse a model's State; with ``after``, a diff of two States.
 
-  Both arguments may be a Module (or any nnx Object) or a State.  To see
+  Both arguments may be a Module (or any nnx Pytree) or a State.  To see
   what training changed, keep a copy first: ``before = nnx.clone(model)``,
   train, then ``explore(before, model)``.
 
@@ -73,12 +73,12 @@ def explore(model_or_state: tp.Any, after: tp.Any = None) -> Explorer:
 
 
 def _as_state(value: tp.Any, argument: str) -> State:
-  if isinstance(value, Object):
+  if isinstance(value, Pytree):
     return graph.state(value)
   if isinstance(value, State):
     return value
   raise TypeError(
-      f'explore: {argument} must be a Module (or another nnx Object) or a '
+      f'explore: {argument} must be a Module (or another nnx Pytree) or a '
       f'State, but got {type(value).__name__}. Pass the model itself or '
       'nnx.state(model).'
   )

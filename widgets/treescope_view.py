@@ -3,7 +3,7 @@
 `treescope <https://treescope.readthedocs.io>`_ draws a Python object as a
 foldable tree in a notebook: click a node to open or close it.  It asks an
 object how to draw itself through the method ``__treescope_repr__(path,
-subtree_renderer)``.  The core classes (``Variable``, ``State``, ``Object``)
+subtree_renderer)``.  The core classes (``Variable``, ``State``, ``Pytree``)
 have a two-line version of that method that imports this file and calls one
 of the three ``render_*`` functions below, so the core never imports
 treescope itself.
@@ -93,7 +93,7 @@ class _NestedState:
 _node_stats: dict[int, dict[str, SizeBytes]] | None = None
 
 
-def render_node(node: objects.Object, path: str | None, subtree_renderer: Renderer):
+def render_node(node: objects.Pytree, path: str | None, subtree_renderer: Renderer):
   """A Module, Rngs or other graph node, with per-type counts on its first line.
 
   >>> import jax.numpy as jnp
@@ -121,7 +121,7 @@ def render_node(node: objects.Object, path: str | None, subtree_renderer: Render
     _node_stats = outer_stats
 
 
-def _node_layout(node: objects.Object, path: str | None) -> tuple[str, str, list[Entry]]:
+def _node_layout(node: objects.Pytree, path: str | None) -> tuple[str, str, list[Entry]]:
   """The name, brackets and child lines of a node: ``List([...])``, ``Dict({...})``, ``T(...)``."""
   name = type(node).__name__
   if isinstance(node, tp.Sequence):  # nnx.List

@@ -9,10 +9,14 @@ Everything else in nnx_edu is built on these chapters.  Read them in order:
 - ``variables.py`` -- ``Variable``: a mutable box with metadata and hooks;
 - ``variable_types.py`` -- ``Param``, ``BatchStat``, ``Cache``, ``Intermediate``;
 - ``filters.py`` -- saying which Variables you mean;
+- ``traversals.py`` -- nested dicts flattened to ``{path: leaf}`` and back (``nnx.traversals``);
 - ``state.py`` -- ``State``: a model's Variables as a nested mapping;
-- ``objects.py`` -- graph nodes: data and static attributes, and how they print;
+- ``state_tools.py`` -- ``map_state``, ``filter_state``, ``split_state``, ``merge_state``;
+- ``pytrees.py`` -- which attributes are data, and how a node becomes a JAX pytree;
+- ``objects.py`` -- ``Pytree``: graph nodes, their data and static attributes, how they print;
 - ``graphwalk.py`` -- ``flatten`` a graph into a GraphDef and leaves, ``unflatten`` it back;
 - ``graph.py`` -- ``split``, ``merge``, ``state``, ``update``, ``clone``, ``pop``;
 - ``module.py`` -- ``Module``, ``sow``, ``train()``/``eval()``, ``List``, ``Dict``;
+- ``graph_tools.py`` -- ``find_duplicates``, ``iter_module_children``, ``recursive_map``, ``map``;
 - ``rngs.py`` -- ``Rngs``: named streams of random keys.
 """

@@ -35,14 +35,15 @@ import jax
 from nnx_edu.core import filters as filterlib
 from nnx_edu.core.filters import Key, Path, path_sort_key, sort_key, split_by_filters
 from nnx_edu.core.graphwalk import NodeDef, flatten, unflatten
-from nnx_edu.core.objects import Object, children_of, is_array, structure_changed
+from nnx_edu.core.objects import Pytree, children_of, is_array
+from nnx_edu.core.pytrees import structure_changed
 from nnx_edu.core.state import (State, as_state, flat_pairs, merge_flat, one_or_tuple,
                                 raise_not_exhaustive)
 from nnx_edu.core.variables import Variable
 
 
 # -- the public graph functions ------------------------------------------------
-def split(node: Object, *filters: filterlib.Filter):
+def split(node: Pytree, *filters: filterlib.Filter):
   """Take ``node`` apart into a GraphDef and one State per filter.
 
   Without filters it returns ``(graphdef, state)``.  With filters every
@@ -100,7 +101,7 @@ def merge(graphdef: NodeDef, state: tp.Mapping, /, *states: tp.Mapping) -> tp.An
   return node
 
 
-def graphdef(node: Object) -> NodeDef:
+def graphdef(node: Pytree) -> NodeDef:
   """Only the GraphDef of ``node``.
 
   >>> import nnx_edu as nnx
@@ -110,7 +111,7 @@ def graphdef(node: Object) -> NodeDef:
   return flatten(node)[0]
 
 
-def state(node: Object, *filters: filterlib.Filter):
+def state(node: Pytree, *filters: filterlib.Filter):
   """The State of ``node``: all of it, or one State per filter.
 
   Unlike ``split``, the filters need not cover every Variable.
@@ -128,7 +129,7 @@ def state(node: Object, *filters: filterlib.Filter):
   return one_or_tuple([State.from_flat_path(g) for g in groups])
 
 
-def update(node: Object, state: tp.Mapping, /, *states: tp.Mapping) -> None:
+def update(node: Pytree, state: tp.Mapping, /, *states: tp.Mapping) -> None:
   """Write the values of one or more States into ``node``, in place.
 
   Paths must lead through attributes the model has; a new leaf may be
@@ -146,7 +147,7 @@ def update(node: Object, state: tp.Mapping, /, *states: tp.Mapping) -> None:
   ...
   ValueError: update: the value for ('bias',) has shape (4,) but the model's Param there has shape (3,). A State only fits the model it was taken from.
   """
-  if not isinstance(node, Object):
+  if not isinstance(node, Pytree):
     raise TypeError(f'update expects a Module first, got {type(node).__name__}.')
   merged = as_state(state) if not states else State.merge(state, *states)
   # Walk the State and the model together: each node's children are looked
@@ -212,7 +213,7 @@ def _raise_no_attribute(parent: tp.Any, children: tp.Mapping, path: Path) -> tp.
 
 def _set_child(parent: tp.Any, key: Key, value: tp.Any) -> None:
   structure_changed()
-  if isinstance(parent, Object):
+  if isinstance(parent, Pytree):
     parent._graph_set(key, value)
   elif isinstance(parent, tuple):
     raise ValueError(
@@ -223,7 +224,7 @@ def _set_child(parent: tp.Any, key: Key, value: tp.Any) -> None:
     parent[key] = value
 
 
-def clone(node: Object) -> tp.Any:
+def clone(node: Pytree) -> tp.Any:
   """A deep copy of ``node``: new Variables, same (immutable) arrays.
 
   >>> import nnx_edu as nnx
@@ -239,7 +240,7 @@ def clone(node: Object) -> tp.Any:
   return unflatten(graphdef, lambda path: next(copies))
 
 
-def pop(node: Object, *filters: filterlib.Filter):
+def pop(node: Pytree, *filters: filterlib.Filter):
   """Remove the Variables the filters select from ``node``; return them.
 
   >>> import jax.numpy as jnp
@@ -264,14 +265,14 @@ def pop(node: Object, *filters: filterlib.Filter):
       parent = node
       for key in path[:-1]:
         parent = children_of(parent)[key]
-      if isinstance(parent, Object):
+      if isinstance(parent, Pytree):
         parent._graph_del(path[-1])
       else:
         del parent[path[-1]]
   return one_or_tuple([State.from_flat_path(g) for g in groups])
 
 
-def set_metadata(node: Object, /, *, only: filterlib.Filter = Variable,
+def set_metadata(node: Pytree, /, *, only: filterlib.Filter = Variable,
                  **metadata: tp.Any) -> None:
   """Set ``metadata`` on every Variable of ``node`` that ``only`` selects, in place.
 
@@ -286,7 +287,7 @@ def set_metadata(node: Object, /, *, only: filterlib.Filter = Variable,
   structure_changed()  # metadata is part of the GraphDef: nnx.jit must split again
 
 
-def iter_graph(node: Object) -> tp.Iterator[tuple[Path, tp.Any]]:
+def iter_graph(node: Pytree) -> tp.Iterator[tuple[Path, tp.Any]]:
   """Yield ``(path, value)`` for every node and attribute, children first.
 
   Each shared node is visited once; the root comes last with path ``()``.
@@ -299,11 +300,11 @@ def iter_graph(node: Object) -> tp.Iterator[tuple[Path, tp.Any]]:
   seen: set[int] = set()
 
   def walk(value: tp.Any, path: Path):
-    if isinstance(value, (Object, Variable)):
+    if isinstance(value, (Pytree, Variable)):
       if id(value) in seen:
         return
       seen.add(id(value))
-    if isinstance(value, (Object, list, tuple, dict)):  # static containers too, as in Flax
+    if isinstance(value, (Pytree, list, tuple, dict)):  # static containers too, as in Flax
       children = children_of(value)
       for key in sorted(children, key=sort_key):
         if key != '_nnx_marks':

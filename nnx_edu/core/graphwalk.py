@@ -34,40 +34,12 @@ import typing as tp
 import jax
 
 from nnx_edu.core.filters import Key, Path, sort_key
-from nnx_edu.core.objects import Object, container_children, holds_data, is_array, structure_changed
+from nnx_edu.core.objects import Pytree, container_children, is_array
+from nnx_edu.core.pytrees import StaticValue, has_data, structure_changed
 from nnx_edu.core.variables import Variable, metadata_and_hooks, rebuild_variable
 
 
 # -- the GraphDef ----------------------------------------------------------------
-def hashable(x: tp.Any) -> tp.Any:
-  """A hashable stand-in for a static value (dicts and lists become tuples)."""
-  if isinstance(x, dict):
-    return ('dict', tuple((k, hashable(v)) for k, v in x.items()))
-  if isinstance(x, (list, tuple)):
-    return (type(x).__name__, tuple(map(hashable, x)))
-  try:
-    hash(x)
-    return x
-  except TypeError:
-    return ('id', id(x))  # unhashable and not a container: compare by identity
-
-
-# The definitions below are plain (not frozen) dataclasses: frozen ones are
-# about three times slower to create, and flatten creates one per attribute.
-@dataclasses.dataclass(eq=False)
-class Static:
-  """A static attribute value, compared and hashed by content."""
-
-  value: tp.Any
-
-  def __eq__(self, other: object) -> bool:
-    return isinstance(other, Static) and (
-        self.value is other.value or hashable(self.value) == hashable(other.value))
-
-  def __hash__(self) -> int:
-    return hash(hashable(self.value))
-
-
 @dataclasses.dataclass(unsafe_hash=True)
 class ArrayDef:
   """A bare array attribute; its value is in the State."""
@@ -82,8 +54,8 @@ class VariableDef:
 
   type: type
   index: int
-  metadata: Static  # the metadata dict and hooks, compared by content
-  hooks: Static
+  metadata: StaticValue  # the metadata dict and hooks, compared by content
+  hooks: StaticValue
 
 
 @dataclasses.dataclass(unsafe_hash=True)
@@ -109,7 +81,7 @@ class ContainerDef:
 class NodeDef:
   """The static description of one node: its type and its attributes.
 
-  ``attributes`` pairs each attribute name with a ``Static``, ``ArrayDef``,
+  ``attributes`` pairs each attribute name with a ``StaticValue``, ``ArrayDef``,
   ``VariableDef``, ``NodeRef``, ``ContainerDef`` or a nested ``NodeDef``.
   The GraphDef of a model is the NodeDef of its root.
 
@@ -155,7 +127,7 @@ def _kind(value: tp.Any) -> str:
   if kind is None:
     if isinstance(value, Variable):
       kind = VARIABLE
-    elif isinstance(value, Object):
+    elif isinstance(value, Pytree):
       kind = NODE
     elif is_array(value):
       kind = ARRAY
@@ -180,7 +152,7 @@ def sorted_keys(children: tp.Iterable[Key]) -> list[Key]:
 
 
 # -- flatten: graph -> (GraphDef, paths, leaves) -------------------------------
-def flatten(node: Object, *, nodes: list | None = None
+def flatten(node: Pytree, *, nodes: list | None = None
             ) -> tuple[NodeDef, list[Path], list[tp.Any]]:
   """Walk ``node``; return its GraphDef and its leaves with their paths.
 
@@ -194,7 +166,7 @@ def flatten(node: Object, *, nodes: list | None = None
   >>> paths
   [('bias',), ('kernel',)]
   """
-  if not isinstance(node, Object):
+  if not isinstance(node, Pytree):
     raise TypeError(
         f'Expected a Module (or another nnx graph node), got {type(node).__name__}. '
         'split, state, graphdef and clone take a Module.'
@@ -213,27 +185,36 @@ def flatten(node: Object, *, nodes: list | None = None
       index[id(value)] = position = len(nodes)
       nodes.append(value)
       if kind is NODE:
-        return NodeDef(type(value), position, visit_children(value._graph_children(), path))
+        return NodeDef(type(value), position, visit_children(value, path))
       paths.append(path)
       leaves.append(value)
       metadata, hooks = metadata_and_hooks(value)
-      return VariableDef(type(value), position, Static(metadata), Static(hooks))
+      return VariableDef(type(value), position, StaticValue(metadata), StaticValue(hooks))
     if kind is ARRAY:
       paths.append(path)
       leaves.append(value)
       return ARRAY_DEF
-    if kind is PYTREE and holds_data(value):
+    if kind is PYTREE and has_data(value):
       children, treedef = container_children(value)
       return ContainerDef(treedef, tuple((key, visit_child(child, path, key))
                                          for key, child in children))
-    return Static(value)
+    return StaticValue(value)
 
-  def visit_children(children: tp.Mapping[Key, tp.Any], path: Path):
-    return tuple((key, visit_child(children[key], path, key)) for key in sorted_keys(children))
+  def visit_children(node: Pytree, path: Path):
+    children, marks = node._graph_children(), node._data_marks()
+    return tuple((key, visit_child(children[key], path, key, marks.get(key)))
+                 for key in sorted_keys(children))
 
-  def visit_child(value: tp.Any, path: Path, key: Key):
-    # Most attributes are plain settings: skip building their path.
-    return Static(value) if _kind(value) is LEAF else visit(value, path + (key,))
+  def visit_child(value: tp.Any, path: Path, key: Key, marked_data: bool | None = None):
+    if marked_data is False:  # nnx.static(...)
+      return StaticValue(value)
+    if _kind(value) is LEAF:
+      if not marked_data or value is None:  # most are plain settings: no path to build
+        return StaticValue(value)
+      paths.append(path + (key,))  # nnx.data(3): a number that goes to the State
+      leaves.append(value)
+      return ARRAY_DEF
+    return visit(value, path + (key,))
 
   graphdef = visit(node, ())
   return graphdef, paths, leaves
@@ -241,7 +222,7 @@ def flatten(node: Object, *, nodes: list | None = None
 
 # -- unflatten: (GraphDef, leaves) -> graph ------------------------------------
 def unflatten(graphdef: NodeDef, take_leaf: tp.Callable[[Path], tp.Any], *,
-              built: dict[int, tp.Any] | None = None) -> Object:
+              built: dict[int, tp.Any] | None = None) -> Pytree:
   """Rebuild the graph described by ``graphdef``.
 
   ``take_leaf(path)`` supplies the leaf for each path, in the order of the
@@ -269,7 +250,7 @@ def unflatten(graphdef: NodeDef, take_leaf: tp.Callable[[Path], tp.Any], *,
     return build_node(definition, path)
 
   def build_children(definition: tp.Any, path: Path) -> dict[Key, tp.Any]:
-    return {key: d.value if type(d) is Static else build(d, path + (key,))
+    return {key: d.value if type(d) is StaticValue else build(d, path + (key,))
             for key, d in definition.attributes}
 
   def build_variable(definition: VariableDef, leaf: tp.Any) -> Variable:
@@ -284,7 +265,7 @@ def unflatten(graphdef: NodeDef, take_leaf: tp.Callable[[Path], tp.Any], *,
     built[definition.index] = leaf
     return leaf
 
-  def build_node(definition: NodeDef, path: Path) -> Object:
+  def build_node(definition: NodeDef, path: Path) -> Pytree:
     node = built.get(definition.index)
     existed = node is not None
     if not existed:

@@ -28,9 +28,12 @@ from __future__ import annotations
 
 import typing as tp
 
+import jax
+
 from nnx_edu.core import filters as filterlib
 from nnx_edu.core.graph import iter_graph
-from nnx_edu.core.objects import Object, structure_changed
+from nnx_edu.core.objects import Pytree
+from nnx_edu.core.pytrees import structure_changed
 from nnx_edu.core.variable_types import Intermediate, variable_type_from_name
 from nnx_edu.core.variables import Variable
 
@@ -45,7 +48,7 @@ def _empty() -> tuple:
   return ()
 
 
-class Module(Object):
+class Module(Pytree):
   """The base class of all layers and models.
 
   Set attributes in ``__init__``: Variables and sub-Modules become the
@@ -215,6 +218,8 @@ class List(Module, tp.MutableSequence):
   >>> [path for path in nnx.state(layers).flat_state().paths]
   [(0, 'bias'), (0, 'kernel'), (1, 'bias'), (1, 'kernel')]
   """
+
+  _key_entry = jax.tree_util.SequenceKey  # JAX names an item by its index: ``[0]``
 
   def __init__(self, items: tp.Iterable[tp.Any] = ()):
     vars(self)['_items'] = list(items)

@@ -1,11 +1,18 @@
 """Core -- objects: graph nodes, their data and their statics.
 
-Modules, ``Rngs`` and the ``List``/``Dict`` containers are all *graph
-nodes*: subclasses of ``Object``.  A node's attributes come in two kinds:
+Modules, ``Rngs``, the ``Optimizer`` and the ``List``/``Dict`` containers
+are all *graph nodes*: subclasses of ``Pytree``.  A node's attributes come
+in two kinds, by the rules of the previous chapter (``pytrees.py``):
 
-* **data** -- Variables, sub-nodes and arrays.  They end up in the State.
+* **data** -- Variables, sub-nodes and arrays.  They end up in the State,
+  and they are the node's children when JAX sees it as a pytree.
 * **static** -- everything else: sizes, flags, dtypes, functions.  They end
-  up in the GraphDef and must not change inside ``jax.jit``.
+  up in the GraphDef (and the treedef) and must not change inside ``jax.jit``.
+
+A node is two things at once: a JAX pytree (``jax.tree.leaves(model)``) and
+a node of a graph, where two parents may share one child -- the view that
+``split`` and ``merge`` take (``graph.py``).  ``Object`` is a ``Pytree``
+that is only a graph node, for classes that JAX should see as one leaf.
 
 Assigning a plain ``list`` or ``dict`` that holds data is refused, because
 whether it should be tracked is ambiguous: wrap it with ``nnx.List``,
@@ -19,7 +26,6 @@ the Variables of each type below the node.
 
 from __future__ import annotations
 
-import dataclasses
 import typing as tp
 from collections import abc
 
@@ -28,30 +34,12 @@ import numpy as np
 
 from nnx_edu.core import reprs
 from nnx_edu.core.filters import Key, sort_key
+from nnx_edu.core.pytrees import (Marked, class_marks, has_data, is_data, register_as_pytree,
+                                  register_data_type, structure_changed,
+                                  warn_deprecated_annotations)
 from nnx_edu.core.variables import Variable
 
-# -- noticing structural changes ---------------------------------------------------
-# nnx.jit keeps the flattened form of its arguments from one call to the next.
-# That stays valid while no graph node gains, loses or replaces an attribute,
-# so every such change bumps this counter.  (A new *value* in a Variable is
-# not a structural change.)
-structure_version = 0
-
-
-def structure_changed() -> None:
-  """Note that a graph node's attributes changed: bumps ``structure_version``.
-
-  >>> from nnx_edu.core import objects
-  >>> before = objects.structure_version
-  >>> objects.structure_changed()
-  >>> objects.structure_version == before + 1
-  True
-  """
-  global structure_version
-  structure_version += 1
-
-
-class Object:
+class Pytree:
   """The base class of graph nodes: ``Module``, ``Rngs`` and their helpers.
 
   Any attribute may be set in ``__init__``; no declarations are needed.
@@ -61,7 +49,7 @@ class Object:
   >>> import jax.numpy as jnp
   >>> from nnx_edu import graph, Param
   >>> from nnx_edu.core import objects
-  >>> class Box(objects.Object):
+  >>> class Box(objects.Pytree):
   ...   def __init__(self):
   ...     self.weight = Param(jnp.ones(2))   # data
   ...     self.name = 'box'                  # static
@@ -71,13 +59,39 @@ class Object:
       value=Array([1., 1.], dtype=float32)
     )
   })
+
+  Every subclass is a JAX pytree, unless it says ``pytree=False``
+  (subclasses inherit the choice):
+
+  >>> import jax
+  >>> class Opaque(objects.Pytree, pytree=False):
+  ...   def __init__(self):
+  ...     self.weight = Param(jnp.ones(2))
+  >>> len(jax.tree.leaves(Box())), len(jax.tree.leaves(Opaque()))
+  (1, 1)
+  >>> type(jax.tree.leaves(Opaque())[0]).__name__
+  'Opaque'
   """
 
+  _key_entry = jax.tree_util.GetAttrKey  # how JAX names a child: ``.kernel``
+  _is_pytree = True
+  _class_marks: dict[str, bool] = {}
+
+  def __init_subclass__(cls, *, pytree: bool | None = None, **kwargs: tp.Any) -> None:
+    super().__init_subclass__(**kwargs)
+    cls._is_pytree = cls._is_pytree if pytree is None else pytree
+    warn_deprecated_annotations(cls)
+    cls._class_marks = class_marks(cls)
+    if cls._is_pytree:
+      register_as_pytree(cls)
+
   def __setattr__(self, name: str, value: tp.Any) -> None:
-    if isinstance(value, Marked):
-      self._mark(name, value.is_data)
+    marked = value.is_data if isinstance(value, Marked) else None
+    if marked is not None:
       value = value.value
-    check_assignment(self, name, value)
+    check_assignment(self, name, value, marked)
+    if marked is not None:  # a mark sticks to the attribute, as in Flax
+      self._mark(name, marked)
     object.__setattr__(self, name, value)
     structure_changed()
 
@@ -89,6 +103,11 @@ class Object:
     marks = dict(vars(self).get('_nnx_marks', {}))
     marks[name] = is_data
     object.__setattr__(self, '_nnx_marks', marks)
+
+  def _data_marks(self) -> dict[str, bool]:
+    """``{attribute: is_data}`` for the attributes marked in the class body or on assignment."""
+    marks = vars(self).get('_nnx_marks')
+    return {**self._class_marks, **marks} if marks else self._class_marks
 
   # The graph protocol: what split sees, and how merge puts it back.
   def _graph_children(self) -> dict[Key, tp.Any]:
@@ -127,64 +146,30 @@ class Object:
     return treescope_view.render_node(self, path, subtree_renderer)
 
 
-@dataclasses.dataclass(frozen=True)
-class Marked:
-  """A value wrapped by ``nnx.data`` or ``nnx.static`` on its way to an attribute."""
-
-  value: tp.Any
-  is_data: bool
+register_as_pytree(Pytree)
+register_data_type(Pytree)  # a graph node is data wherever it is assigned
 
 
-def data(value: tp.Any) -> tp.Any:
-  """Mark an attribute as data: its arrays and Variables go to the State.
+class Object(Pytree, pytree=False):
+  """A graph node that JAX sees as one leaf: ``Pytree`` with ``pytree=False``.
 
-  Needed for plain lists, tuples and dicts that hold Modules or Variables
-  (or use ``nnx.List`` / ``nnx.Dict``).
+  ``split``, ``merge`` and the ``nnx`` transforms handle it like any node.
 
+  >>> import jax
   >>> import nnx_edu as nnx
-  >>> class Stack(nnx.Module):
-  ...   def __init__(self, rngs):
-  ...     self.layers = nnx.data([nnx.Linear(1, 1, rngs=rngs)])
-  >>> sorted(nnx.state(Stack(nnx.Rngs(0))).flat_state().paths)
-  [('layers', 0, 'bias'), ('layers', 0, 'kernel')]
-  """
-  return Marked(value, is_data=True)
-
-
-def static(value: tp.Any) -> tp.Any:
-  """Mark an attribute as static: it goes to the GraphDef, never to the State.
-
-  >>> import jax.numpy as jnp
-  >>> import nnx_edu as nnx
-  >>> class Scaled(nnx.Module):
+  >>> class Counter(nnx.Object):
   ...   def __init__(self):
-  ...     self.scale = nnx.static(2.0)
-  >>> len(nnx.state(Scaled()))
-  0
+  ...     self.count = nnx.BatchStat(0)
+  >>> len(jax.tree.leaves(Counter())), len(nnx.state(Counter()))
+  (1, 1)
   """
-  return Marked(value, is_data=False)
 
 
 def is_array(x: tp.Any) -> bool:
   return isinstance(x, (jax.Array, np.ndarray))
 
 
-def holds_data(value: tp.Any) -> bool:
-  """Whether ``value`` is graph data, or a pytree (list, dict, ...) that holds some.
-
-  >>> import jax.numpy as jnp
-  >>> holds_data((1, 'a')), holds_data({'x': [jnp.ones(1)]})
-  (False, True)
-  """
-  leaves = jax.tree.leaves(value, is_leaf=_is_graph_object)
-  return any(_is_graph_object(leaf) or is_array(leaf) for leaf in leaves)
-
-
-def _is_graph_object(x: tp.Any) -> bool:
-  return isinstance(x, (Variable, Object))
-
-
-def check_assignment(node: Object, name: str, value: tp.Any) -> None:
+def check_assignment(node: Pytree, name: str, value: tp.Any, marked: bool | None = None) -> None:
   """Refuse assignments that would silently lose data."""
   current = vars(node).get(name)
   if isinstance(current, Variable) and is_array(value):
@@ -195,24 +180,93 @@ def check_assignment(node: Object, name: str, value: tp.Any) -> None:
         f'`.{name}.value = ...` (or `.{name}[...] = ...`), or assign a '
         'Variable to replace it.'
     )
-  if isinstance(value, (list, tuple, dict)) and holds_data(value):
-    is_data = vars(node).get('_nnx_marks', {}).get(name)
-    if is_data is None:
-      kind = 'nnx.Dict' if isinstance(value, dict) else 'nnx.List'
-      raise TypeError(
-          f'{type(node).__name__}.{name} is a plain {type(value).__name__} '
-          'holding Modules, Variables or arrays. Wrap it so NNX tracks them: '
-          f'`self.{name} = {kind}(...)` or `self.{name} = nnx.data(...)`.'
-      )
-    if not is_data:
-      raise TypeError(
-          f'{type(node).__name__}.{name} was marked nnx.static but holds '
-          'Modules, Variables or arrays, which are data. Use nnx.data(...) instead.'
-      )
+  check_attribute(node, name, value, marked)
+
+
+def check_attribute(node: Pytree, name: str, value: tp.Any, marked: bool | None = None) -> None:
+  """Refuse a static attribute that holds data: it would be lost from the State.
+
+  ``marked`` is the mark given with this assignment (``nnx.data``: True,
+  ``nnx.static``: False).  Each message opens with Flax's sentence, so code
+  that matches Flax's errors matches these, then says how to fix it.
+
+  >>> import jax.numpy as jnp
+  >>> import nnx_edu as nnx
+  >>> check_attribute(nnx.Module(), 'weights', [jnp.ones(2)])
+  Traceback (most recent call last):
+  ...
+  ValueError: Found data on value of type <class 'list'> assigned to static attribute 'weights' of Pytree type Module. Module.weights is a plain list holding arrays, so it is neither clearly data nor clearly static. Wrap it so NNX tracks them: `self.weights = nnx.List(...)` or `self.weights = nnx.data(...)`; or, to keep it out of the State, build the class with `pytree=False`.
+  """
+  if marked is True:
+    return
+  found = has_data(value)
+  if not found:
+    return
+  cls, kinds = type(node).__name__, _kinds_of(found)
+  if marked is False:
+    raise ValueError(
+        f'Found data in value of type {type(value)} annotated with nnx.static(...) when '
+        f"setting attribute '{name}' of Pytree type {cls}. {cls}.{name} was marked "
+        f'nnx.static but holds {kinds}, which are data. Use nnx.data(...) instead.')
+  mark = node._data_marks().get(name)
+  if mark is False:
+    declared = name not in vars(node).get('_nnx_marks', {})
+    raise ValueError(
+        f'Found {"unexpected " if declared else ""}data on value of type {type(value)} '
+        f"assigned to static attribute '{name}' of Pytree type {cls}. {cls}.{name} was "
+        f'marked nnx.static but holds {kinds}, which are data. Declare or assign it with '
+        f'nnx.data(...) instead.')
+  if mark is None and type(node)._is_pytree and not is_data(value):
+    kind = 'nnx.Dict' if isinstance(value, dict) else 'nnx.List'
+    raise ValueError(
+        f'Found data on value of type {type(value)} assigned to static attribute '
+        f"'{name}' of Pytree type {cls}. {cls}.{name} is a plain {type(value).__name__} "
+        f'holding {kinds}, so it is neither clearly data nor clearly static. Wrap it so '
+        f'NNX tracks them: `self.{name} = {kind}(...)` or `self.{name} = nnx.data(...)`; '
+        'or, to keep it out of the State, build the class with `pytree=False`.')
+
+
+def check_pytree(pytree: tp.Any) -> None:
+  """Check every node in ``pytree`` by the rules of assignment (see ``check_attribute``).
+
+  For attributes set behind the rules' back, with ``vars(node)[...] = ...``.
+
+  >>> import jax.numpy as jnp
+  >>> import nnx_edu as nnx
+  >>> model = nnx.Linear(1, 1, rngs=nnx.Rngs(0))
+  >>> nnx.check_pytree(model)   # fine: nothing raised
+  >>> vars(model)['extra'] = [jnp.ones(1)]
+  >>> nnx.check_pytree([model])
+  Traceback (most recent call last):
+  ...
+  ValueError: Found data on value of type <class 'list'> assigned to static attribute 'extra' ...
+  """
+  seen: set[int] = set()
+
+  def visit(value: tp.Any) -> None:
+    if id(value) in seen:
+      return
+    seen.add(id(value))
+    if isinstance(value, Pytree):
+      for name, child in value._graph_children().items():
+        if isinstance(name, str):
+          check_attribute(value, name, child)
+        visit(child)
+    elif not isinstance(value, Variable) and not is_array(value):
+      for _, child in container_children(value)[0]:
+        visit(child)
+
+  visit(pytree)
+
+
+def _kinds_of(found: list) -> str:
+  names = sorted({'Modules' if isinstance(x, Pytree) else 'Variables'
+                  if isinstance(x, Variable) else 'arrays' for x in found})
+  return ' and '.join(names)
 
 
 # -- printing a node ------------------------------------------------------------
-def node_repr(node: Object) -> str:
+def node_repr(node: Pytree) -> str:
   """The Flax-style text of ``node``, with per-type Variable counts.
 
   >>> import nnx_edu as nnx
@@ -262,8 +316,8 @@ def stat_group(variable_type: type) -> str:
 
 
 def is_node_like(value: tp.Any) -> bool:
-  return isinstance(value, (Object, Variable)) or (
-      isinstance(value, (list, tuple, abc.Mapping)) and holds_data(value))
+  return isinstance(value, (Pytree, Variable)) or (
+      isinstance(value, (list, tuple, abc.Mapping)) and has_data(value))
 
 
 def _key_name(entry: tp.Any) -> Key:
@@ -294,7 +348,7 @@ def children_of(value: tp.Any) -> tp.Mapping[Key, tp.Any]:
   >>> list(children_of(nnx.Linear(1, 2, rngs=nnx.Rngs(0))))[:2], children_of([5, 6])
   (['kernel', 'bias'], {0: 5, 1: 6})
   """
-  if isinstance(value, Object):
+  if isinstance(value, Pytree):
     return value._graph_children()
   return dict(container_children(value)[0])
 
@@ -312,7 +366,7 @@ def stats_comment(stats: dict[str, reprs.SizeBytes]) -> str:
 class _NodeRepr:
   """Prints one node inside the repr of its root, sharing the root's stats."""
 
-  def __init__(self, node: Object, stats: dict, seen: set[int]):
+  def __init__(self, node: Pytree, stats: dict, seen: set[int]):
     self.node, self.stats, self.seen = node, stats, seen
 
   def __repr__(self) -> str:
@@ -329,14 +383,14 @@ class _NodeRepr:
 
   def summarise(self, value: tp.Any) -> tp.Any:
     """Large arrays become their shape; sub-nodes print through _NodeRepr."""
-    if isinstance(value, Object):
+    if isinstance(value, Pytree):
       return _NodeRepr(value, self.stats, self.seen)
     if isinstance(value, Variable):
       return value.replace(jax.tree.map(reprs.ArrayShape.of, value.get_raw_value()))
-    if isinstance(value, abc.Mapping) and holds_data(value):  # a dict or a State
+    if isinstance(value, abc.Mapping) and has_data(value):  # a dict or a State
       summary = {key: self.summarise(v) for key, v in value.items()}
       return summary if isinstance(value, dict) else type(value)(summary)
-    if isinstance(value, (list, tuple)) and holds_data(value):
+    if isinstance(value, (list, tuple)) and has_data(value):
       # Flax prints namedtuples (optax states) as plain tuples
       return (list if isinstance(value, list) else tuple)(map(self.summarise, value))
     return reprs.ArrayShape.of(value)

@@ -28,7 +28,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from nnx_edu.core import filters as filterlib
-from nnx_edu.core.objects import Object
+from nnx_edu.core.objects import Pytree
 from nnx_edu.core.variables import Variable
 
 RngSeed = tp.Union[int, jax.Array, 'RngStream']
@@ -93,7 +93,7 @@ def as_key(seed: tp.Any, tag: str) -> jax.Array:
   )
 
 
-class RngStream(Object):
+class RngStream(Pytree):
   """One named stream of keys: call it for the next key.
 
   >>> import nnx_edu as nnx
@@ -136,7 +136,7 @@ class RngStream(Object):
     return type(self)(jax.random.split(self(), k), tag=self.tag)
 
 
-class Rngs(Object):
+class Rngs(Pytree):
   """Named RNG streams; missing names fall back to ``default``.
 
   Args:

@@ -144,11 +144,11 @@ class State(tp.MutableMapping[Key, tp.Any]):
     return FlatState(flat_pairs(self))
 
   @staticmethod
-  def from_flat_path(pairs: tp.Iterable[tuple[Path, tp.Any]]) -> 'State':
-    """Rebuild a nested State from ``(path, leaf)`` pairs.
+  def from_flat_path(pairs: tp.Iterable[tuple[Path, tp.Any]] | tp.Mapping) -> 'State':
+    """Rebuild a nested State from ``(path, leaf)`` pairs, a FlatState or ``{path: leaf}``.
 
     >>> from nnx_edu import State
-    >>> State.from_flat_path([(('a', 'b'), 1.0)])
+    >>> State.from_flat_path({('a', 'b'): 1.0})
     State({
       'a': {
         'b': 1.0
@@ -156,7 +156,7 @@ class State(tp.MutableMapping[Key, tp.Any]):
     })
     """
     root: dict = {}
-    for path, leaf in pairs:
+    for path, leaf in pairs.items() if isinstance(pairs, tp.Mapping) else pairs:
       node = root
       for key in path[:-1]:
         node = node.setdefault(key, {})

@@ -39,7 +39,7 @@ import jax
 import jax.numpy as jnp
 
 from nnx_edu.core.module import Module
-from nnx_edu.core.objects import data
+from nnx_edu.core.pytrees import data
 from nnx_edu.core.rngs import Rngs, RngStream
 from nnx_edu.core.variable_types import Cache
 from nnx_edu.nn import initializers

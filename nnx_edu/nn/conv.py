@@ -31,6 +31,7 @@ import jax.numpy as jnp
 from jax import lax
 
 from nnx_edu.core.module import Module
+from nnx_edu.core.pytrees import data
 from nnx_edu.core.rngs import Rngs
 from nnx_edu.core.variable_types import Param
 from nnx_edu.nn import dtypes
@@ -187,7 +188,7 @@ class Conv(Module):
     self.kernel = Param(kernel_init(rngs.params(), self.kernel_shape, param_dtype),
                         **kernel_metadata)
     self.bias = (Param(bias_init(rngs.params(), (out_features,), param_dtype), **bias_metadata)
-                 if use_bias else None)
+                 if use_bias else data(None))
     self.in_features = in_features
     self.out_features = out_features
     self.kernel_size = kernel_size
@@ -312,7 +313,7 @@ class ConvTranspose(Module):
     self.kernel = Param(kernel_init(rngs.params(), self.kernel_shape, param_dtype),
                         **kernel_metadata)
     self.bias = (Param(bias_init(rngs.params(), (out_features,), param_dtype), **bias_metadata)
-                 if use_bias else None)
+                 if use_bias else data(None))
 
   def __call__(self, inputs: Array) -> Array:
     rank = len(self.kernel_size)

@@ -14,14 +14,17 @@ numbers as in Flax.  Layers default to ``lecun_normal()`` for kernels and
 from __future__ import annotations
 
 import typing as tp
+from collections import abc
 
+import jax
 from jax.nn.initializers import (constant, delta_orthogonal, glorot_normal, glorot_uniform,
                                  he_normal, he_uniform, kaiming_normal, kaiming_uniform,
                                  lecun_normal, lecun_uniform, normal, ones, orthogonal,
                                  truncated_normal, uniform, variance_scaling, xavier_normal,
                                  xavier_uniform, zeros)
 
-Initializer = tp.Callable[..., tp.Any]
+# As Flax spells it: JAX's initializer protocol, or any callable that makes an array.
+Initializer = tp.Union[jax.nn.initializers.Initializer, abc.Callable[..., tp.Any]]
 
 __all__ = ['constant', 'delta_orthogonal', 'glorot_normal', 'glorot_uniform', 'he_normal',
            'he_uniform', 'kaiming_normal', 'kaiming_uniform', 'lecun_normal', 'lecun_uniform',

@@ -28,6 +28,7 @@ import opt_einsum  # a dependency of jax; jnp.einsum uses it too
 from jax import lax
 
 from nnx_edu.core.module import Module
+from nnx_edu.core.pytrees import data
 from nnx_edu.core.rngs import Rngs
 from nnx_edu.core.variable_types import Param
 from nnx_edu.core.variables import VariableMetadata
@@ -90,7 +91,7 @@ class Linear(Module):
     self.kernel = Param(kernel_init(rngs.params(), (in_features, out_features), param_dtype),
                         **kernel_metadata)
     self.bias = (Param(bias_init(rngs.params(), (out_features,), param_dtype), **bias_metadata)
-                 if use_bias else None)
+                 if use_bias else data(None))
     self.in_features = in_features
     self.out_features = out_features
     self.use_bias = use_bias
@@ -203,7 +204,7 @@ class LinearGeneral(Module):
     bias_shape = (*batch_shape, *self.out_features)
     self.bias = (Param(_init_flat(bias_init, rngs.params(), bias_shape, (np.prod(bias_shape),),
                                   param_dtype), **bias_metadata)
-                 if use_bias else None)
+                 if use_bias else data(None))
 
   def __call__(self, inputs: Array, out_sharding: tp.Any = None) -> Array:
     ndim = jnp.ndim(inputs)
@@ -281,7 +282,7 @@ class Einsum(Module):
       einsum_str = _check_einsum_str(einsum_str)
     self.kernel = Param(kernel_init(rngs.params(), kernel_shape, param_dtype), **kernel_metadata)
     self.bias = (Param(bias_init(rngs.params(), bias_shape, param_dtype), **bias_metadata)
-                 if bias_shape is not None else None)
+                 if bias_shape is not None else data(None))
     self.einsum_str = einsum_str
     self.kernel_shape = kernel_shape
     self.bias_shape = bias_shape

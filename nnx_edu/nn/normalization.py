@@ -35,7 +35,7 @@ import numpy as np
 from jax import lax
 
 from nnx_edu.core.module import Module
-from nnx_edu.core.objects import data
+from nnx_edu.core.pytrees import data
 from nnx_edu.core.rngs import Rngs
 from nnx_edu.core.variable_types import BatchStat, Param
 from nnx_edu.nn import dtypes, initializers

@@ -41,7 +41,7 @@ import jax.numpy as jnp
 
 from nnx_edu.core.filters import All, Filter
 from nnx_edu.core.module import Module
-from nnx_edu.core.objects import data
+from nnx_edu.core.pytrees import data
 from nnx_edu.core.rngs import Rngs, RngState, RngStream
 from nnx_edu.nn.common import Array
 from nnx_edu.nn.recurrent_cells import RNNCellBase

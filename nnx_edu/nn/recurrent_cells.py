@@ -44,7 +44,7 @@ import warnings
 import jax.numpy as jnp
 
 from nnx_edu.core.module import Module
-from nnx_edu.core.objects import data
+from nnx_edu.core.pytrees import data
 from nnx_edu.core.rngs import Rngs, RngStream
 from nnx_edu.nn import dtypes, initializers
 from nnx_edu.nn.activations import sigmoid, tanh

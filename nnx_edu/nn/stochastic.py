@@ -32,7 +32,7 @@ import jax
 import jax.numpy as jnp
 
 from nnx_edu.core.module import Module
-from nnx_edu.core.objects import data
+from nnx_edu.core.pytrees import data
 from nnx_edu.core.rngs import Rngs, RngStream
 
 __all__ = ['Dropout']

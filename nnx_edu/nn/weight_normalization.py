@@ -40,7 +40,7 @@ from jax import lax
 from nnx_edu.core import filters as filterlib
 from nnx_edu.core.graph import state
 from nnx_edu.core.module import Module
-from nnx_edu.core.objects import data
+from nnx_edu.core.pytrees import data
 from nnx_edu.core.rngs import Rngs
 from nnx_edu.core.state import to_flat_state
 from nnx_edu.core.variable_types import BatchStat, Param

@@ -44,7 +44,7 @@ import jax
 from jax.sharding import NamedSharding, PartitionSpec
 
 from nnx_edu.core import graph
-from nnx_edu.core.objects import Object
+from nnx_edu.core.objects import Pytree
 from nnx_edu.core.variable_defaults import check_rank
 from nnx_edu.core.variable_types import with_metadata
 from nnx_edu.core.variables import Variable
@@ -137,7 +137,7 @@ def _spec(leaf: tp.Any) -> tp.Any:
 
 def _map_leaves(f: tp.Callable[[tp.Any], tp.Any], tree: tp.Any) -> tp.Any:
   """``jax.tree.map`` with Variables as leaves; a graph node maps its State."""
-  if isinstance(tree, Object):  # Modules are not pytrees here: go through the State
+  if isinstance(tree, Pytree):  # Modules are not pytrees here: go through the State
     graphdef, state = graph.split(tree)
     return graph.merge(graphdef, _map_leaves(f, state))
   return jax.tree.map(f, tree, is_leaf=lambda x: isinstance(x, Variable))

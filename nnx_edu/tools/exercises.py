@@ -28,7 +28,7 @@ import typing as tp
 import numpy as np
 
 from nnx_edu.core import graph
-from nnx_edu.core.objects import Object
+from nnx_edu.core.objects import Pytree
 from nnx_edu.core.state import State
 from nnx_edu.core.variables import Variable
 
@@ -91,7 +91,7 @@ def _compare(answer: tp.Any, expected: tp.Any, where: str, found: list[str],
   if answer is ... and expected is not ...:
     found.append('no answer yet -- replace the ... with your code'
                  if where == 'your answer' else f'{where} is still ... -- replace it with your code')
-  elif isinstance(expected, (Object, State)) or isinstance(answer, (Object, State)):
+  elif isinstance(expected, (Pytree, State)) or isinstance(answer, (Pytree, State)):
     _compare_states(answer, expected, where, found, rtol, atol)
   elif isinstance(expected, Variable):
     _compare_variables(answer, expected, where, found, rtol, atol)
@@ -108,8 +108,8 @@ def _compare(answer: tp.Any, expected: tp.Any, where: str, found: list[str],
 def _compare_states(answer, expected, where, found, rtol, atol) -> None:
   # A Module is compared through its State: two classes written differently
   # (yours and the library's) agree when they hold the same Variables.
-  if not isinstance(answer, (Object, State, tp.Mapping)) or not isinstance(
-      expected, (Object, State, tp.Mapping)):
+  if not isinstance(answer, (Pytree, State, tp.Mapping)) or not isinstance(
+      expected, (Pytree, State, tp.Mapping)):
     found.append(f'{where} is {_describe(answer)}, expected {_describe(expected)}'
                  + _hint(answer, expected))
     return
@@ -203,7 +203,7 @@ def _describe(x: tp.Any) -> str:
     return f'{_a(type(x).__name__)} {holding}'
   if isinstance(x, State):
     return 'a State'
-  if isinstance(x, Object):
+  if isinstance(x, Pytree):
     return f'{_a(type(x).__name__)} module'
   if _is_array(x):
     return f'an array of shape {tuple(np.shape(x))}'
@@ -223,9 +223,9 @@ def _a(noun: str) -> str:
 
 def _hint(answer: tp.Any, expected: tp.Any) -> str:
   """A nudge for the usual slips: returning the layer, or the function."""
-  if isinstance(answer, Object) and _is_array(expected):
+  if isinstance(answer, Pytree) and _is_array(expected):
     return ' -- call the module on an input to get an array'
-  if callable(answer) and not isinstance(answer, Object):
+  if callable(answer) and not isinstance(answer, Pytree):
     return ' -- call the function and pass its result'
   if answer is None:
     return ' -- did the function forget to `return`?'
@@ -243,6 +243,6 @@ def _is_number(x: tp.Any) -> bool:
 def _as_state(x: tp.Any) -> State:
   if isinstance(x, State):
     return x
-  if isinstance(x, Object):
+  if isinstance(x, Pytree):
     return graph.state(x)
   return State(x)

@@ -66,7 +66,7 @@ import jax.numpy as jnp
 
 from nnx_edu.core import graph
 from nnx_edu.core.filters import sort_key
-from nnx_edu.core.objects import Object, children_of, is_node_like, stat_group
+from nnx_edu.core.objects import Pytree, children_of, is_node_like, stat_group
 from nnx_edu.core.reprs import SizeBytes
 from nnx_edu.core.rngs import RngStream
 from nnx_edu.core.variables import Variable
@@ -112,7 +112,7 @@ def filter_rng_streams(row: CallInfo) -> bool:
   return not issubclass(row.type, RngStream)
 
 
-def tabulate(obj: Object, *input_args: tp.Any, depth: int | None = None,
+def tabulate(obj: Pytree, *input_args: tp.Any, depth: int | None = None,
              method: str = '__call__',
              row_filter: tp.Callable[[CallInfo], bool] = filter_rng_streams,
              table_kwargs: tp.Mapping[str, tp.Any] | None = None,
@@ -144,7 +144,7 @@ def tabulate(obj: Object, *input_args: tp.Any, depth: int | None = None,
   Total Parameters: 8 (32 B)
   """
   _refuse_rich_options(table_kwargs, column_kwargs, console_kwargs)
-  if not isinstance(obj, Object):
+  if not isinstance(obj, Pytree):
     raise TypeError(
         f'tabulate summarises a Module (or another graph node), got a '
         f'{type(obj).__name__}. Pass the model: nnx.tabulate(model, x).'
@@ -156,12 +156,12 @@ def tabulate(obj: Object, *input_args: tp.Any, depth: int | None = None,
     )
   model = graph.clone(obj)  # the tags go on a copy; obj is not touched
   input_args, input_kwargs = jax.tree.map(  # nor are Rngs (or Modules) passed as inputs
-      lambda x: graph.clone(x) if isinstance(x, Object) else x, (input_args, input_kwargs),
-      is_leaf=lambda x: isinstance(x, Object))
+      lambda x: graph.clone(x) if isinstance(x, Pytree) else x, (input_args, input_kwargs),
+      is_leaf=lambda x: isinstance(x, Pytree))
   nodes = _collect(model)
   run = next(_runs)
   for node_id, node in nodes.items():
-    if isinstance(node.node, Object):
+    if isinstance(node.node, Pytree):
       vars(node.node)[TAG] = (run, node_id)
   recorder = _Recorder(run, nodes, compute_flops, compute_vjp_flops)
   with recorder.watching({type(node.node) for node in nodes.values()}):
@@ -191,7 +191,7 @@ class _Node:
   variables: dict[str, dict[tp.Any, Variable]]  # per Variable type: its own
 
 
-def _collect(root: Object) -> dict[int, _Node]:
+def _collect(root: Pytree) -> dict[int, _Node]:
   """``{id(node): _Node}`` for every graph node; children in sorted key order."""
   nodes: dict[int, _Node] = {}
   seen: set[int] = set()
@@ -279,7 +279,7 @@ class _Recorder:
 
     return recorded
 
-  def count_flops(self, fn: tp.Callable, obj: Object, args: tuple, kwargs: dict,
+  def count_flops(self, fn: tp.Callable, obj: Pytree, args: tuple, kwargs: dict,
                   wanted: bool, backward: bool) -> int | None:
     """XLA's count of the floating-point operations of one call (and of its vjp)."""
     if not wanted:
@@ -310,13 +310,13 @@ def _note_where(error: Exception, path: Path, cls: type, inputs: str) -> None:
 
 
 def _caller(method: str) -> tp.Callable[..., None]:
-  def call(module: Object, *args: tp.Any, **kwargs: tp.Any) -> None:
+  def call(module: Pytree, *args: tp.Any, **kwargs: tp.Any) -> None:
     getattr(module, method)(*args, **kwargs)  # the rows are what we want, not the result
 
   return call
 
 
-def _as_pure(fn: tp.Callable, node: Object, args: tuple, kwargs: dict):
+def _as_pure(fn: tp.Callable, node: Pytree, args: tuple, kwargs: dict):
   """``fn(node, *args, **kwargs)`` as a pure function of ``(state, arrays)``, and those.
 
   Only the arrays among the inputs become its arguments; other values
@@ -343,7 +343,7 @@ def _abstract(out: tp.Any) -> tp.Any:
       return jax.ShapeDtypeStruct(jnp.shape(x), jnp.result_type(x))
     return x
 
-  return jax.tree.map(shape_of, out, is_leaf=lambda x: isinstance(x, Object))
+  return jax.tree.map(shape_of, out, is_leaf=lambda x: isinstance(x, Pytree))
 
 
 # -- the table ---------------------------------------------------------------------

@@ -42,7 +42,7 @@ import jax
 import numpy as np
 
 from nnx_edu.core import graph
-from nnx_edu.core.objects import Object
+from nnx_edu.core.objects import Pytree
 
 # A plain YAML scalar may not start with these; YAML quotes such strings.
 _INDICATORS = set('-?:,[]{}#&*!|>\'"%@`')
@@ -97,7 +97,7 @@ def cell_text(value: tp.Any) -> str:
 def _texts(value: tp.Any) -> tp.Any:
   """``value`` with each leaf replaced by its text."""
   def text(x: tp.Any) -> tp.Any:
-    if isinstance(x, Object):  # a graph node shows its State, as Flax's pytree nodes do
+    if isinstance(x, Pytree):  # a graph node shows its State, as Flax's pytree nodes do
       return _texts(graph.state(x))
     if is_array(x):
       return f'{x.dtype}[{",".join(map(str, x.shape))}]'
@@ -105,7 +105,7 @@ def _texts(value: tp.Any) -> tp.Any:
       return f'type[{x.__name__}]'
     return repr(x)
 
-  return jax.tree.map(text, value, is_leaf=lambda x: isinstance(x, Object))
+  return jax.tree.map(text, value, is_leaf=lambda x: isinstance(x, Pytree))
 
 
 def _has_leaves(x: tp.Any) -> bool:

@@ -36,7 +36,8 @@ import jax
 from nnx_edu.core import filters as filterlib
 from nnx_edu.core.graph import state as graph_state
 from nnx_edu.core.graph import update as graph_update
-from nnx_edu.core.objects import Object, data
+from nnx_edu.core.objects import Pytree
+from nnx_edu.core.pytrees import data
 from nnx_edu.core.state import State
 from nnx_edu.core.variables import Variable
 
@@ -110,7 +111,7 @@ def _values(tree: tp.Any) -> tp.Any:
                       is_leaf=lambda x: isinstance(x, Variable))
 
 
-class Optimizer(Object):
+class Optimizer(Pytree):
   """An optax transformation and its state, for the Variables ``wrt`` selects.
 
   Args:

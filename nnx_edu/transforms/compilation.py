@@ -35,8 +35,8 @@ import typing as tp
 
 import jax
 
-from nnx_edu.core import graphwalk, objects
-from nnx_edu.transforms.lifting import (MISSING, Changes, StaticAux, SplitTree, Structure, fill,
+from nnx_edu.core import graphwalk, pytrees
+from nnx_edu.transforms.lifting import (MISSING, Changes, SplitTree, StaticAux, Structure, fill,
                                         is_graph_node, raw_value, refuse_bound_method, run_inside,
                                         split_tree, write_back)
 
@@ -93,7 +93,7 @@ class JitWrapped:
     structures share compilations;
   * ``_recent`` remembers the split of the last few calls, keyed by the
     identity of the graph nodes passed.  It stays valid while
-    ``objects.structure_version`` does not move -- no node gained, lost or
+    ``pytrees.structure_version`` does not move -- no node gained, lost or
     replaced an attribute -- and then a call only reads the Variables'
     values, calls the compiled function and writes the new values back.
 
@@ -133,7 +133,7 @@ class JitWrapped:
     flat, treedef = jax.tree.flatten(dynamic, is_leaf=is_graph_node)
     key = (treedef, statics, *[id(x) if is_graph_node(x) else None for x in flat])
     recent = self._recent.get(key)
-    if recent is None or recent.version != objects.structure_version:
+    if recent is None or recent.version != pytrees.structure_version:
       split = split_tree(dynamic)
       recent = _Recent(split, self._compile(split, statics, dynamic), -1)
     others = [x for x in flat if not is_graph_node(x)]
@@ -185,7 +185,7 @@ class JitWrapped:
     if not changes.unchanged:  # the split no longer describes the nodes
       self._recent.pop(key, None)
       return
-    recent.version = objects.structure_version
+    recent.version = pytrees.structure_version
     if self._recent.get(key) is not recent:  # a new entry, or one replacing a stale one
       self._recent[key] = recent
       if len(self._recent) > self.MAX_RECENT:

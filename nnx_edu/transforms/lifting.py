@@ -48,7 +48,7 @@ import jax
 
 from nnx_edu.core import graphwalk
 from nnx_edu.core.module import Dict, List
-from nnx_edu.core.objects import Object
+from nnx_edu.core.objects import Pytree
 from nnx_edu.core.variables import Variable
 
 MISSING: tp.Any = object()  # "no function given yet": the decorator-with-arguments form
@@ -61,7 +61,7 @@ def is_graph_node(x: tp.Any) -> bool:
   >>> is_graph_node(nnx.Rngs(0)), is_graph_node(1.0)
   (True, False)
   """
-  return isinstance(x, (Object, Variable))
+  return isinstance(x, (Pytree, Variable))
 
 
 def raw_value(leaf: tp.Any) -> tp.Any:
@@ -161,7 +161,7 @@ def sort_attributes(nodes: tp.Iterable[tp.Any]) -> None:
   ['bias', 'dot_general', 'dtype']
   """
   for node in nodes:
-    if isinstance(node, Object):
+    if isinstance(node, Pytree):
       _sort_by_key(vars(node))
     if isinstance(node, Dict):
       _sort_by_key(node._items)

@@ -12,7 +12,7 @@ import pytest
 from flax import nnx as fnnx
 
 import nnx_edu as nnx
-from nnx_edu.core import objects
+from nnx_edu.core import pytrees
 from tests.models import PROBE_X, probe
 from tests.parity import assert_same_state
 
@@ -55,7 +55,7 @@ def test_jit_called_again_reuses_its_split_and_its_compilation():
   model.eval()  # a structural change: split again, compile for the new flags
   forward(model, PROBE_X), forward(model, PROBE_X)
   (recent,) = forward._recent.values()
-  assert len(forward._compiled) == 2 and recent.version == objects.structure_version
+  assert len(forward._compiled) == 2 and recent.version == pytrees.structure_version
 
 
 def test_jit_sees_train_and_eval_switches_between_calls():
