@@ -35,7 +35,7 @@ import jax
 from nnx_edu.core import filters as filterlib
 from nnx_edu.core.filters import Key, Path, path_sort_key, sort_key, split_by_filters
 from nnx_edu.core.graphwalk import NodeDef, flatten, unflatten
-from nnx_edu.core.objects import Pytree, children_of, is_array
+from nnx_edu.core.objects import MARKS, Pytree, children_of, is_array
 from nnx_edu.core.pytrees import structure_changed
 from nnx_edu.core.state import (State, as_state, flat_pairs, merge_flat, one_or_tuple,
                                 raise_not_exhaustive)
@@ -307,7 +307,7 @@ def iter_graph(node: Pytree) -> tp.Iterator[tuple[Path, tp.Any]]:
     if isinstance(value, (Pytree, list, tuple, dict)):  # static containers too, as in Flax
       children = children_of(value)
       for key in sorted(children, key=sort_key):
-        if key != '_nnx_marks':
+        if key != MARKS:
           yield from walk(children[key], path + (key,))
     yield path, value
 

@@ -36,13 +36,11 @@ from nnx_edu.core.filters import Key, Path, sort_key
 from nnx_edu.core.graph import merge, split
 from nnx_edu.core.graphwalk import ARRAY_DEF, ContainerDef, NodeDef, NodeRef, VariableDef
 from nnx_edu.core.module import List
-from nnx_edu.core.objects import Pytree, children_of, is_array
+from nnx_edu.core.objects import MARKS, Pytree, children_of, is_array
 from nnx_edu.core.pytrees import structure_changed
 from nnx_edu.core.state import State
 from nnx_edu.core.state_tools import map_state
 from nnx_edu.core.variables import A, Variable
-
-MARKS = '_nnx_marks'  # where a node keeps its nnx.data/nnx.static marks: not a child
 
 
 def _check_graph_mode(graph: bool | None, function: str) -> None:

@@ -39,6 +39,9 @@ from nnx_edu.core.pytrees import (Marked, class_marks, has_data, is_data, regist
                                   warn_deprecated_annotations)
 from nnx_edu.core.variables import Variable
 
+MARKS = '_nnx_marks'  # the attribute where a node keeps its nnx.data/nnx.static marks
+
+
 class Pytree:
   """The base class of graph nodes: ``Module``, ``Rngs`` and their helpers.
 
@@ -100,13 +103,13 @@ class Pytree:
     structure_changed()
 
   def _mark(self, name: str, is_data: bool) -> None:
-    marks = dict(vars(self).get('_nnx_marks', {}))
+    marks = dict(vars(self).get(MARKS, {}))
     marks[name] = is_data
-    object.__setattr__(self, '_nnx_marks', marks)
+    object.__setattr__(self, MARKS, marks)
 
   def _data_marks(self) -> dict[str, bool]:
     """``{attribute: is_data}`` for the attributes marked in the class body or on assignment."""
-    marks = vars(self).get('_nnx_marks')
+    marks = vars(self).get(MARKS)
     return {**self._class_marks, **marks} if marks else self._class_marks
 
   # The graph protocol: what split sees, and how merge puts it back.
@@ -210,7 +213,7 @@ def check_attribute(node: Pytree, name: str, value: tp.Any, marked: bool | None 
         f'nnx.static but holds {kinds}, which are data. Use nnx.data(...) instead.')
   mark = node._data_marks().get(name)
   if mark is False:
-    declared = name not in vars(node).get('_nnx_marks', {})
+    declared = name not in vars(node).get(MARKS, {})
     raise ValueError(
         f'Found {"unexpected " if declared else ""}data on value of type {type(value)} '
         f"assigned to static attribute '{name}' of Pytree type {cls}. {cls}.{name} was "
