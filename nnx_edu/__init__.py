@@ -21,6 +21,7 @@ from nnx_edu.core.state_tools import (filter_state, map_state, merge_state, rest
 from nnx_edu.core.pytrees import (Data, Static, data, dataclass, has_data, is_data,
                                   register_data_type, static)
 from nnx_edu.core.objects import Object, Pytree, check_pytree
+from nnx_edu.core.graph_mode import set_graph_mode, set_graph_updates
 from nnx_edu.core.graphwalk import GraphDef
 from nnx_edu.core.graph import (clone, graphdef, iter_graph, merge, pop, set_metadata, split,
                                 state, update)

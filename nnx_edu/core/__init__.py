@@ -14,7 +14,9 @@ Everything else in nnx_edu is built on these chapters.  Read them in order:
 - ``state_tools.py`` -- ``map_state``, ``filter_state``, ``split_state``, ``merge_state``;
 - ``pytrees.py`` -- which attributes are data, and how a node becomes a JAX pytree;
 - ``objects.py`` -- ``Pytree``: graph nodes, their data and static attributes, how they print;
+- ``graph_mode.py`` -- graph mode and tree mode: ``set_graph_mode``, ``set_graph_updates``;
 - ``graphwalk.py`` -- ``flatten`` a graph into a GraphDef and leaves, ``unflatten`` it back;
+- ``treewalk.py`` -- tree mode: a model taken apart as the JAX pytree it is;
 - ``graph.py`` -- ``split``, ``merge``, ``state``, ``update``, ``clone``, ``pop``;
 - ``module.py`` -- ``Module``, ``sow``, ``train()``/``eval()``, ``List``, ``Dict``;
 - ``graph_tools.py`` -- ``find_duplicates``, ``iter_module_children``, ``recursive_map``, ``map``;

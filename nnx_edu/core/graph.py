@@ -34,21 +34,44 @@ import jax
 
 from nnx_edu.core import filters as filterlib
 from nnx_edu.core.filters import Key, Path, path_sort_key, sort_key, split_by_filters
+from nnx_edu.core.graph_mode import tree_mode_advice, use_graph
 from nnx_edu.core.graphwalk import NodeDef, flatten, unflatten
 from nnx_edu.core.objects import MARKS, Pytree, children_of, is_array
 from nnx_edu.core.pytrees import structure_changed
-from nnx_edu.core.state import (State, as_state, flat_pairs, merge_flat, one_or_tuple,
-                                raise_not_exhaustive)
+from nnx_edu.core.state import (
+  State,
+  as_state,
+  flat_pairs,
+  merge_flat,
+  one_or_tuple,
+  raise_not_exhaustive,
+)
+from nnx_edu.core.treewalk import TreeNodeDef, tree_flatten, tree_unflatten
 from nnx_edu.core.variables import Variable
 
 
+def take_apart(node: tp.Any, graph: bool | None, function: str):
+  """``(definition, paths, leaves)`` of ``node`` in graph mode or in tree mode."""
+  if use_graph(graph, function):
+    return flatten(node)
+  return tree_flatten(node, function)
+
+
+def _nested_or_leaf(flat: list) -> tp.Any:
+  """A State of ``flat``; a lone leaf at the root path ``()`` (an array, a Variable) as itself."""
+  if len(flat) == 1 and flat[0][0] == ():
+    return flat[0][1]
+  return State.from_flat_path(flat)
+
+
 # -- the public graph functions ------------------------------------------------
-def split(node: Pytree, *filters: filterlib.Filter):
+def split(node: tp.Any, *filters: filterlib.Filter, graph: bool | None = None):
   """Take ``node`` apart into a GraphDef and one State per filter.
 
   Without filters it returns ``(graphdef, state)``.  With filters every
   Variable must be selected by one of them; end with ``...`` to collect the
-  rest.
+  rest.  ``graph=False`` walks ``node`` as a JAX pytree (tree mode,
+  ``graph_mode.py``); left out, the current ``nnx.set_graph_mode`` decides.
 
   >>> import nnx_edu as nnx
   >>> bn = nnx.BatchNorm(2, rngs=nnx.Rngs(0))
@@ -56,18 +79,21 @@ def split(node: Pytree, *filters: filterlib.Filter):
   >>> sorted(params), sorted(stats)
   (['bias', 'scale'], ['mean', 'var'])
   """
-  graphdef, paths, leaves = flatten(node)
+  graphdef, paths, leaves = take_apart(node, graph, 'split')
   flat = list(zip(paths, leaves))
   if not filters:
-    return graphdef, State.from_flat_path(flat)
+    return graphdef, _nested_or_leaf(flat)
   groups, rest = split_by_filters(flat, filters)
   if rest:
     raise_not_exhaustive(filters, rest)
-  return (graphdef, *(State.from_flat_path(g) for g in groups))
+  return (graphdef, *(_nested_or_leaf(g) for g in groups))
 
 
-def merge(graphdef: NodeDef, state: tp.Mapping, /, *states: tp.Mapping) -> tp.Any:
+def merge(graphdef: tp.Any, state: tp.Any, /, *states: tp.Any, copy: bool = False) -> tp.Any:
   """Build a node from its GraphDef and States (the inverse of ``split``).
+
+  The new node holds the States' own Variables, or copies of them with
+  ``copy=True``.  A GraphDef from tree mode is rebuilt by JAX's treedef.
 
   >>> import nnx_edu as nnx
   >>> graphdef, params, stats = nnx.split(nnx.BatchNorm(2, rngs=nnx.Rngs(0)),
@@ -75,13 +101,14 @@ def merge(graphdef: NodeDef, state: tp.Mapping, /, *states: tp.Mapping) -> tp.An
   >>> type(nnx.merge(graphdef, params, stats)).__name__
   'BatchNorm'
   """
-  if not isinstance(graphdef, NodeDef):
+  if not isinstance(graphdef, (NodeDef, TreeNodeDef)) and not _is_root_definition(graphdef):
     raise TypeError(
         f'merge expects a GraphDef first (from nnx.split or nnx.graphdef), got '
         f'{type(graphdef).__name__}. Call it as nnx.merge(graphdef, state, ...).'
     )
-  flat = dict(flat_pairs(state) if not states else
-              merge_flat([flat_pairs(s) for s in (state, *states)]))
+  flat = dict(merge_flat([_pairs(s) for s in (state, *states)]))
+  if isinstance(graphdef, TreeNodeDef):
+    return _merge_tree(graphdef, flat, copy)
 
   def take_leaf(path: Path) -> tp.Any:
     if path not in flat:
@@ -91,7 +118,7 @@ def merge(graphdef: NodeDef, state: tp.Mapping, /, *states: tp.Mapping) -> tp.An
       )
     return flat.pop(path)
 
-  node = unflatten(graphdef, take_leaf)
+  node = unflatten(graphdef, take_leaf, copy_variables=copy)
   if flat:
     raise ValueError(
         f'merge: the States have paths the GraphDef does not know: '
@@ -101,17 +128,38 @@ def merge(graphdef: NodeDef, state: tp.Mapping, /, *states: tp.Mapping) -> tp.An
   return node
 
 
-def graphdef(node: Pytree) -> NodeDef:
+def _pairs(state: tp.Any) -> list[tuple[Path, tp.Any]]:
+  """``(path, leaf)`` pairs of a State or dict; a lone leaf (an array) sits at ``()``."""
+  return flat_pairs(state) if isinstance(state, tp.Mapping) else [((), state)]
+
+
+def _is_root_definition(definition: tp.Any) -> bool:
+  # what split returns for a graph whose root is a Variable, an array or a list
+  return type(definition).__module__ == 'nnx_edu.core.graphwalk'
+
+
+def _merge_tree(graphdef: TreeNodeDef, flat: dict, copy: bool) -> tp.Any:
+  missing = [path for path in graphdef.paths if path not in flat]
+  if missing or len(flat) != len(graphdef.paths):
+    raise ValueError(
+        f'merge: this tree-mode GraphDef has leaves at {list(graphdef.paths)[:5]}, but the '
+        f'States have {sorted(flat, key=path_sort_key)[:5]}. Pass every State that split '
+        'returned, for the model it came from.'
+    )
+  return tree_unflatten(graphdef, [flat[path] for path in graphdef.paths], copy_variables=copy)
+
+
+def graphdef(node: tp.Any, *, graph: bool | None = None) -> tp.Any:
   """Only the GraphDef of ``node``.
 
   >>> import nnx_edu as nnx
   >>> nnx.graphdef(nnx.Linear(1, 1, rngs=nnx.Rngs(0))) == nnx.graphdef(nnx.Linear(1, 1, rngs=nnx.Rngs(1)))
   True
   """
-  return flatten(node)[0]
+  return take_apart(node, graph, 'graphdef')[0]
 
 
-def state(node: Pytree, *filters: filterlib.Filter):
+def state(node: tp.Any, *filters: filterlib.Filter, graph: bool | None = None):
   """The State of ``node``: all of it, or one State per filter.
 
   Unlike ``split``, the filters need not cover every Variable.
@@ -121,10 +169,10 @@ def state(node: Pytree, *filters: filterlib.Filter):
   >>> sorted(nnx.state(bn, nnx.BatchStat))
   ['mean', 'var']
   """
-  _, paths, leaves = flatten(node)
+  _, paths, leaves = take_apart(node, graph, 'state')
   flat = list(zip(paths, leaves))
   if not filters:
-    return State.from_flat_path(flat)
+    return _nested_or_leaf(flat)
   groups, _ = split_by_filters(flat, filters)
   return one_or_tuple([State.from_flat_path(g) for g in groups])
 
@@ -147,8 +195,14 @@ def update(node: Pytree, state: tp.Mapping, /, *states: tp.Mapping) -> None:
   ...
   ValueError: update: the value for ('bias',) has shape (4,) but the model's Param there has shape (3,). A State only fits the model it was taken from.
   """
-  if not isinstance(node, Pytree):
-    raise TypeError(f'update expects a Module first, got {type(node).__name__}.')
+  if isinstance(node, Variable) and not isinstance(state, tp.Mapping) and not states:
+    _check_fits((), node, state)  # a lone Variable, split into itself
+    node.set_raw_value(state.get_raw_value() if isinstance(state, Variable) else state)
+    return
+  if not isinstance(node, (Pytree, list, dict)):
+    raise TypeError(
+        f'update expects a Module (or a list or dict of them) first, got '
+        f'{type(node).__name__}. Call it as nnx.update(model, state).')
   merged = as_state(state) if not states else State.merge(state, *states)
   # Walk the State and the model together: each node's children are looked
   # up once, however many leaves lie below it.
@@ -224,20 +278,35 @@ def _set_child(parent: tp.Any, key: Key, value: tp.Any) -> None:
     parent[key] = value
 
 
-def clone(node: Pytree) -> tp.Any:
+def clone(node: tp.Any, variables: bool = True, *, arrays: bool = False,
+          graph: bool | None = None) -> tp.Any:
   """A deep copy of ``node``: new Variables, same (immutable) arrays.
+
+  ``variables=False`` keeps the same Variables (a new graph around them);
+  ``arrays=True`` copies the array buffers too, so that the clone can be
+  donated to ``jax.jit`` next to the original.
 
   >>> import nnx_edu as nnx
   >>> model = nnx.Linear(1, 1, rngs=nnx.Rngs(0))
   >>> nnx.clone(model).kernel is model.kernel
   False
   """
+  if arrays and not variables:
+    raise ValueError(
+        'clone(arrays=True, variables=False) would copy the arrays inside Variables it '
+        'shares with the original. Leave variables=True to copy the arrays.')
   if isinstance(node, State):
     return jax.tree.map(lambda x: x, node)
-  graphdef, _, leaves = flatten(node)
+  definition, _, leaves = take_apart(node, graph, 'clone')
+  if arrays:
+    leaves = [jax.tree.map(jax.numpy.copy, leaf) for leaf in leaves]
+  copies = [v.replace() if isinstance(v, Variable) and variables and not arrays else v
+            for v in leaves]
+  if isinstance(definition, TreeNodeDef):
+    return tree_unflatten(definition, copies)
   # unflatten asks for the leaves in the order flatten found them
-  copies = iter([v.replace() if isinstance(v, Variable) else v for v in leaves])
-  return unflatten(graphdef, lambda path: next(copies))
+  leaf_iter = iter(copies)
+  return unflatten(definition, lambda path: next(leaf_iter))
 
 
 def pop(node: Pytree, *filters: filterlib.Filter):
@@ -287,23 +356,29 @@ def set_metadata(node: Pytree, /, *, only: filterlib.Filter = Variable,
   structure_changed()  # metadata is part of the GraphDef: nnx.jit must split again
 
 
-def iter_graph(node: Pytree) -> tp.Iterator[tuple[Path, tp.Any]]:
+def iter_graph(node: tp.Any, *, graph: bool | None = None) -> tp.Iterator[tuple[Path, tp.Any]]:
   """Yield ``(path, value)`` for every node and attribute, children first.
 
   Each shared node is visited once; the root comes last with path ``()``.
+  In tree mode (``graph=False``) an object met twice is an error instead.
 
   >>> import nnx_edu as nnx
   >>> model = nnx.Linear(1, 1, use_bias=False, rngs=nnx.Rngs(0))
   >>> [path for path, value in nnx.iter_graph(model)][-3:]
   [('promote_dtype',), ('use_bias',), ()]
   """
-  seen: set[int] = set()
+  tree_mode = not use_graph(graph, 'iter_graph')
+  seen: dict[int, Path] = {}
 
   def walk(value: tp.Any, path: Path):
     if isinstance(value, (Pytree, Variable)):
       if id(value) in seen:
+        if tree_mode:
+          raise ValueError(
+              f'iter_graph: the same {type(value).__name__} is reached at {seen[id(value)]} '
+              f'and at {path}. ' + tree_mode_advice('iter_graph'))
         return
-      seen.add(id(value))
+      seen[id(value)] = path
     if isinstance(value, (Pytree, list, tuple, dict)):  # static containers too, as in Flax
       children = children_of(value)
       for key in sorted(children, key=sort_key):

@@ -21,7 +21,8 @@ Array([[0., 0., 0.]], dtype=float32)
 
 Flax's versions also take ``graph=False``, for *tree mode*, which treats
 Modules as plain JAX pytrees; here ``graph`` may only be ``None`` or
-``True`` (graph mode), until ``nnx.set_graph_mode`` brings tree mode.
+``True`` (graph mode): tree mode (``treewalk.py``) reaches the functions
+of ``graph.py`` first.
 """
 
 from __future__ import annotations
@@ -46,9 +47,9 @@ from nnx_edu.core.variables import A, Variable
 def _check_graph_mode(graph: bool | None, function: str) -> None:
   if graph is False:
     raise NotImplementedError(
-        f'{function}(..., graph=False) asks for tree mode, which treats Modules as plain '
-        'JAX pytrees; nnx_edu brings it with nnx.set_graph_mode. Leave graph out (or pass '
-        'graph=True) for graph mode.'
+        f'{function}(..., graph=False) asks for tree mode, which nnx_edu has for split, '
+        f'merge, state, graphdef, clone and iter_graph but not yet for {function}. Leave '
+        'graph out (or pass graph=True) for graph mode.'
     )
   if graph is not None and graph is not True:
     raise TypeError(f'{function}: graph must be None, True or False, got {graph!r}.')

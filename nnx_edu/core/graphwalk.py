@@ -86,10 +86,8 @@ class NodeDef:
   The GraphDef of a model is the NodeDef of its root.
 
   >>> import nnx_edu as nnx
-  >>> graphdef = nnx.graphdef(nnx.Linear(2, 3, rngs=nnx.Rngs(0)))
-  >>> graphdef
-  GraphDef(Linear, 11 attributes)
-  >>> [key for key, _ in graphdef.attributes][:3]
+  >>> root, paths, leaves = flatten(nnx.Linear(2, 3, rngs=nnx.Rngs(0)))
+  >>> [key for key, _ in root.attributes][:3]
   ['bias', 'dot_general', 'dtype']
   """
 
@@ -108,8 +106,8 @@ class NodeDef:
 
 
 GraphDef = NodeDef
-# A GraphDef is a pytree with no leaves, so it can be passed to jax.jit as
-# an argument like any other: it becomes part of the compilation cache key.
+# A NodeDef is a pytree with no leaves, so the transforms can pass it to
+# jax.jit as an argument like any other: it becomes part of the cache key.
 jax.tree_util.register_static(NodeDef)
 
 
@@ -151,10 +149,43 @@ def sorted_keys(children: tp.Iterable[Key]) -> list[Key]:
     return sorted(children, key=sort_key)
 
 
+def describe_leaf(variable: Variable, index: int) -> VariableDef:
+  """The VariableDef of ``variable``, the ``index``-th object of its walk.
+
+  >>> import nnx_edu as nnx
+  >>> describe_leaf(nnx.Param(1.0, tag='x'), 0).metadata.value
+  {'tag': 'x'}
+  """
+  metadata, hooks = metadata_and_hooks(variable)
+  return VariableDef(type(variable), index, StaticValue(metadata), StaticValue(hooks))
+
+
+def build_leaf(definition: tp.Any, leaf: tp.Any, copy_variables: bool = False,
+               recreate_variables: bool = True) -> tp.Any:
+  """What goes back into the graph for a leaf slot: the Variable, a copy, or a new one.
+
+  >>> import nnx_edu as nnx
+  >>> definition = describe_leaf(nnx.Param(1.0), 0)
+  >>> build_leaf(definition, 2.0)
+  Param(
+    value=2.0
+  )
+  """
+  if isinstance(leaf, Variable):
+    return leaf.replace() if copy_variables else leaf
+  if type(definition) is not VariableDef or not recreate_variables:
+    return leaf
+  return rebuild_variable(definition.type, leaf, dict(definition.metadata.value),
+                          definition.hooks.value)
+
+
 # -- flatten: graph -> (GraphDef, paths, leaves) -------------------------------
-def flatten(node: Pytree, *, nodes: list | None = None
-            ) -> tuple[NodeDef, list[Path], list[tp.Any]]:
-  """Walk ``node``; return its GraphDef and its leaves with their paths.
+def flatten(node: tp.Any, *, nodes: list | None = None
+            ) -> tuple[tp.Any, list[Path], list[tp.Any]]:
+  """Walk ``node``; return the description of its root and its leaves with their paths.
+
+  ``node`` is usually a Module, but any graph will do: a list of Modules,
+  a Variable, an array (its own only leaf, at the path ``()``).
 
   The leaves are the Variables themselves (and bare arrays), in sorted path
   order.  If a list ``nodes`` is given, every node and Variable is appended
@@ -166,11 +197,6 @@ def flatten(node: Pytree, *, nodes: list | None = None
   >>> paths
   [('bias',), ('kernel',)]
   """
-  if not isinstance(node, Pytree):
-    raise TypeError(
-        f'Expected a Module (or another nnx graph node), got {type(node).__name__}. '
-        'split, state, graphdef and clone take a Module.'
-    )
   nodes = [] if nodes is None else nodes
   index: dict[int, int] = {}  # id(node or Variable) -> its index in visit order
   paths: list[Path] = []
@@ -188,13 +214,13 @@ def flatten(node: Pytree, *, nodes: list | None = None
         return NodeDef(type(value), position, visit_children(value, path))
       paths.append(path)
       leaves.append(value)
-      metadata, hooks = metadata_and_hooks(value)
-      return VariableDef(type(value), position, StaticValue(metadata), StaticValue(hooks))
+      return describe_leaf(value, position)
     if kind is ARRAY:
       paths.append(path)
       leaves.append(value)
       return ARRAY_DEF
-    if kind is PYTREE and has_data(value):
+    # A container at the root (a list of Modules, say) is walked even if it holds no data.
+    if kind is PYTREE and (not path or has_data(value)):
       children, treedef = container_children(value)
       return ContainerDef(treedef, tuple((key, visit_child(child, path, key))
                                          for key, child in children))
@@ -221,14 +247,16 @@ def flatten(node: Pytree, *, nodes: list | None = None
 
 
 # -- unflatten: (GraphDef, leaves) -> graph ------------------------------------
-def unflatten(graphdef: NodeDef, take_leaf: tp.Callable[[Path], tp.Any], *,
-              built: dict[int, tp.Any] | None = None) -> Pytree:
+def unflatten(graphdef: tp.Any, take_leaf: tp.Callable[[Path], tp.Any], *,
+              built: dict[int, tp.Any] | None = None, copy_variables: bool = False,
+              recreate_variables: bool = True) -> tp.Any:
   """Rebuild the graph described by ``graphdef``.
 
   ``take_leaf(path)`` supplies the leaf for each path, in the order of the
   paths of ``flatten``.  A Variable leaf is used as it is (the new graph
-  shares it); an array leaf under a ``VariableDef`` is put into a new
-  Variable of the recorded type.
+  shares it, or a copy of it with ``copy_variables``); an array leaf under a
+  ``VariableDef`` is put into a new Variable of the recorded type (or left
+  bare, with ``recreate_variables=False``).
 
   ``built`` maps GraphDef indices to objects.  Objects already in it are
   *updated in place* instead of created: this is how a transform writes what
@@ -259,9 +287,7 @@ def unflatten(graphdef: NodeDef, take_leaf: tp.Callable[[Path], tp.Any], *,
       existing.set_raw_value(leaf.get_raw_value() if isinstance(leaf, Variable) else leaf)
       existing.set_metadata(definition.metadata.value)
       return existing
-    if not isinstance(leaf, Variable):
-      leaf = rebuild_variable(definition.type, leaf, dict(definition.metadata.value),
-                              definition.hooks.value)
+    leaf = build_leaf(definition, leaf, copy_variables, recreate_variables)
     built[definition.index] = leaf
     return leaf
 

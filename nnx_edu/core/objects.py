@@ -323,8 +323,12 @@ def is_node_like(value: tp.Any) -> bool:
       isinstance(value, (list, tuple, abc.Mapping)) and has_data(value))
 
 
-def _key_name(entry: tp.Any) -> Key:
-  """The plain key of one JAX path entry: a dict key, an index or a field name."""
+def key_name(entry: tp.Any) -> Key:
+  """The plain key of one JAX path entry: a dict key, an index or a field name.
+
+  >>> key_name(jax.tree_util.GetAttrKey('kernel')), key_name(jax.tree_util.SequenceKey(0))
+  ('kernel', 0)
+  """
   for field in ('key', 'idx', 'name'):
     if hasattr(entry, field):
       return getattr(entry, field)
@@ -341,7 +345,7 @@ def container_children(value: tp.Any):
   children, treedef = jax.tree_util.tree_flatten_with_path(
       value, is_leaf=lambda x: x is not value)
   # a JAX leaf (a number, a string) comes back as itself at the empty path: no children
-  return [(_key_name(path[0]), child) for path, child in children if path], treedef
+  return [(key_name(path[0]), child) for path, child in children if path], treedef
 
 
 def children_of(value: tp.Any) -> tp.Mapping[Key, tp.Any]:

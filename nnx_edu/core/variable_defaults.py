@@ -44,11 +44,6 @@ from jax.sharding import NamedSharding, PartitionSpec
 
 F = tp.TypeVar('F', bound=tp.Callable[..., tp.Any])
 
-# The one setting that can change.  A plain module global: JAX traces on the
-# calling thread, and a classroom does not build models from several threads.
-_eager_sharding = True
-
-
 # -- hijax and ref: reported, always False ----------------------------------------
 @dataclasses.dataclass(frozen=True)
 class VarDefaults(tp.Mapping[str, bool]):
@@ -136,12 +131,64 @@ def var_defaults(*, hijax: bool | None = None,
 
 
 # -- eager sharding: on by default ------------------------------------------------
-class use_eager_sharding:  # a class with a function's name, as in Flax
-  """Turn eager sharding of new Variables on or off.
+class Setting:
+  """A switch: call it, use it in a ``with`` block, or use it as a decorator.
 
-  Calling it changes the setting at once; used in a ``with`` block the old
-  setting comes back at the end; used as a decorator the setting applies
-  only while the decorated function runs.
+  Calling it changes the setting at once; in a ``with`` block the old
+  setting comes back at the end; as a decorator the setting applies only
+  while the decorated function runs.  ``current_value()`` reads it.  Each
+  switch is a subclass that holds its setting in the class attribute
+  ``now`` and may ``check`` the values it is given.  A plain class
+  attribute, not a per-thread stack as in Flax: JAX traces on the calling
+  thread, and a classroom does not build models from several threads.
+
+  >>> class verbose(Setting):
+  ...   now = False
+  >>> with verbose(True):
+  ...   print(verbose.current_value())
+  True
+  >>> verbose.current_value()
+  False
+  """
+
+  now: tp.ClassVar[tp.Any]
+
+  def __init__(self, value: tp.Any, /):
+    cls = type(self)
+    self.value = cls.check(value)
+    self.previous = cls.now
+    cls.now = self.value
+
+  @classmethod
+  def check(cls, value: tp.Any) -> tp.Any:
+    """The value to store; subclasses refuse what makes no sense."""
+    return value
+
+  @classmethod
+  def current_value(cls) -> tp.Any:
+    return cls.now
+
+  def __enter__(self) -> None:
+    return None
+
+  def __exit__(self, *exc_info: object) -> bool:
+    type(self).now = self.previous
+    return False
+
+  def __call__(self, f: F) -> F:
+    cls = type(self)
+    cls.now = self.previous  # as a decorator: only while f runs
+
+    @functools.wraps(f)
+    def with_setting(*args: tp.Any, **kwargs: tp.Any) -> tp.Any:
+      with cls(self.value):
+        return f(*args, **kwargs)
+
+    return tp.cast(F, with_setting)
+
+
+class use_eager_sharding(Setting):  # a class with a function's name, as in Flax
+  """Turn eager sharding of new Variables on or off (a ``Setting``).
 
   >>> import nnx_edu as nnx
   >>> with nnx.use_eager_sharding(False):
@@ -155,30 +202,11 @@ class use_eager_sharding:  # a class with a function's name, as in Flax
   True
   """
 
-  def __init__(self, value: bool, /):
-    global _eager_sharding
-    self.value = bool(value)
-    self.previous = _eager_sharding
-    _eager_sharding = self.value
+  now = True
 
-  def __enter__(self) -> None:
-    return None
-
-  def __exit__(self, *exc_info: object) -> bool:
-    global _eager_sharding
-    _eager_sharding = self.previous
-    return False
-
-  def __call__(self, f: F) -> F:
-    global _eager_sharding
-    _eager_sharding = self.previous  # as a decorator: only while f runs
-
-    @functools.wraps(f)
-    def with_setting(*args: tp.Any, **kwargs: tp.Any) -> tp.Any:
-      with use_eager_sharding(self.value):
-        return f(*args, **kwargs)
-
-    return tp.cast(F, with_setting)
+  @classmethod
+  def check(cls, value: tp.Any) -> bool:
+    return bool(value)
 
 
 def using_eager_sharding() -> bool:
@@ -188,7 +216,7 @@ def using_eager_sharding() -> bool:
   >>> nnx.using_eager_sharding()
   True
   """
-  return _eager_sharding
+  return use_eager_sharding.now
 
 
 # -- placing a new Variable on the mesh ----------------------------------------------

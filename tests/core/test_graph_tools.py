@@ -327,9 +327,9 @@ def test_graph_none_and_true_are_graph_mode(function):
 
 
 @pytest.mark.parametrize('function', list(CALLS))
-def test_graph_false_says_tree_mode_comes_with_set_graph_mode(function):
+def test_graph_false_says_tree_mode_is_not_built_for_it_yet(function):
   with pytest.raises(NotImplementedError, match=rf'{function}\(\.\.\., graph=False\) asks for '
-                                                r'tree mode.*nnx\.set_graph_mode'):
+                                                rf'tree mode.*not yet for {function}'):
     CALLS[function](graph=False)
 
 
