@@ -31,6 +31,7 @@ from nnx_edu.core.rngs import RngCount, RngKey, Rngs, RngState, RngStream
 from nnx_edu.transforms.compilation import *  # noqa: F403
 from nnx_edu.transforms.autodiff import *  # noqa: F403
 from nnx_edu.transforms.iteration import *  # noqa: F403
+from nnx_edu.transforms import compat
 from nnx_edu.nn import *  # noqa: F403  (the layers and activations)
 from nnx_edu.nn import initializers
 from nnx_edu.nn.initializers import Initializer
@@ -38,6 +39,17 @@ from nnx_edu.training.optimizer import *  # noqa: F403
 from nnx_edu.sharding.partitioning import *  # noqa: F403
 from nnx_edu.tools.tabulate import *  # noqa: F403
 from nnx_edu.tools.display import display
+
+# Flax's module names, which Flax code reaches through ``nnx.`` (``nnx.graphlib.split``):
+# here each is the chapter that holds those names.
+from nnx_edu.core import filters as filterlib
+from nnx_edu.core import graph as graphlib
+from nnx_edu.core import module
+from nnx_edu.core import objects as pytreelib
+from nnx_edu.core import reprs as reprlib
+from nnx_edu.core import rngs as rnglib
+from nnx_edu.core import state as statelib
+from nnx_edu.core import variables as variablelib
 
 
 def __getattr__(name: str):

@@ -42,6 +42,7 @@ CHAPTERS: tuple[str, ...] = (
     'transforms.compilation',
     'transforms.autodiff',
     'transforms.iteration',
+    'transforms.compat',
     # nn/: the layers, built on the core (and recurrent ones on scan).
     'nn.dtypes',
     'nn.initializers',

@@ -236,3 +236,20 @@ def test_merge_copy_makes_new_variables(graph, fnnx):
     graphdef, state = lib.split(model, graph=graph)
     assert lib.merge(graphdef, state, copy=True).kernel is not model.kernel
     assert lib.merge(graphdef, state).kernel is model.kernel
+
+
+# -- nnx.compat and Flax's module names ---------------------------------------------------
+def test_compat_split_stays_in_graph_mode_under_tree_mode():
+  with nnx.set_graph_mode(False):
+    rebuilt = nnx.merge(*nnx.compat.split(Tied()))
+  assert rebuilt.a is rebuilt.b
+
+
+@pytest.mark.parametrize('name', ['filterlib', 'graphlib', 'module', 'pytreelib', 'reprlib',
+                                  'rnglib', 'statelib', 'variablelib', 'compat'])
+def test_flax_module_names_are_reachable_through_nnx(name, fnnx):
+  assert hasattr(fnnx, name) and hasattr(nnx, name)
+
+
+def test_graphlib_split_is_nnx_split():
+  assert nnx.graphlib.split is nnx.split and nnx.statelib.State is nnx.State
