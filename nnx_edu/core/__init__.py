@@ -18,5 +18,6 @@ Everything else in nnx_edu is built on these chapters.  Read them in order:
 - ``graph.py`` -- ``split``, ``merge``, ``state``, ``update``, ``clone``, ``pop``;
 - ``module.py`` -- ``Module``, ``sow``, ``train()``/``eval()``, ``List``, ``Dict``;
 - ``graph_tools.py`` -- ``find_duplicates``, ``iter_module_children``, ``recursive_map``, ``map``;
-- ``rngs.py`` -- ``Rngs``: named streams of random keys.
+- ``rngs.py`` -- ``Rngs``: named streams of random keys;
+- ``capture.py`` -- ``capture``: what a forward pass sowed, and ``perturb`` for its gradients.
 """
