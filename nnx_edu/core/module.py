@@ -153,7 +153,7 @@ class Module(Pytree):
     """The attribute ``name``, checked to be a Variable that ``method`` may write to."""
     current, cls = getattr(self, name), type(self).__name__
     if not isinstance(current, Variable):
-      raise ValueError(
+      raise ValueError(  # noqa: TRY004 -- Flax raises a ValueError here
           f"Expected '{name}' to be a Variable, got {type(current).__name__}. "
           f'{cls}.{name} is a plain attribute, which {method} cannot record into: '
           f'{method} under another name, or run the model under nnx.capture, which '

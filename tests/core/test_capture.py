@@ -149,16 +149,15 @@ def test_capture_leaves_no_captures_behind_even_after_an_error():
   assert isinstance(model.before_head, nnx.Intermediate)
 
 
-def test_sow_inside_capture_says_whether_the_type_is_collected(fnnx):
-  for lib in (nnx, fnnx):
-    class Probe(lib.Module):
-      def __call__(self, x):
-        return (self.sow(lib.Intermediate, 'a', x), self.sow(lib.Perturbation, 'b', x),
-                self.sow(lib.BatchStat, 'c', x))
+def test_sow_inside_capture_says_whether_the_type_is_collected(lib):
+  class Probe(lib.Module):
+    def __call__(self, x):
+      return (self.sow(lib.Intermediate, 'a', x), self.sow(lib.Perturbation, 'b', x),
+              self.sow(lib.BatchStat, 'c', x))
 
-    assert lib.capture(Probe(), lib.Intermediate)(1.0)[0] == (True, False, False)
-    assert lib.capture(Probe())(1.0) == (False, False, False)
-    assert Probe()(1.0) == (True, True, True)
+  assert lib.capture(Probe(), lib.Intermediate)(1.0)[0] == (True, False, False)
+  assert lib.capture(Probe())(1.0) == (False, False, False)
+  assert Probe()(1.0) == (True, True, True)
 
 
 # -- the gradient recipe ---------------------------------------------------------------
@@ -166,10 +165,13 @@ def gradient_step(lib, model, x, jit_inside):
   def loss(model, perturbations, x):
     return lib.capture(model, lib.Intermediate, init=perturbations)(x)
 
+  def summed_loss(model, perturbations, x):
+    out, sowed = loss(model, perturbations, x)
+    return out.sum(), sowed
+
   def step(model, perturbations, x):
     (grads, perturb_grads), sowed = lib.grad(
-        lambda m, p, x: (lambda out: (out[0].sum(), out[1]))(loss(m, p, x)),
-        argnums=(0, 1), has_aux=True)(model, perturbations, x)
+        summed_loss, argnums=(0, 1), has_aux=True)(model, perturbations, x)
     return grads, lib.merge_state(perturb_grads, sowed)
 
   _, perturbations = lib.capture(model, lib.Perturbation)(x)
@@ -301,49 +303,45 @@ def test_a_nested_capture_gives_back_the_methods_and_the_outer_captures():
 
 
 # -- sow and perturb outside capture; errors --------------------------------------------
-def test_sow_into_a_plain_attribute_raises_flax_error(fnnx):
-  for lib in (nnx, fnnx):
-    class Foo(lib.Module):
-      def __init__(self):
-        self.y = 10
+def test_sow_into_a_plain_attribute_raises_flax_error(lib):
+  class Foo(lib.Module):
+    def __init__(self):
+      self.y = 10
 
-    with pytest.raises(ValueError, match='to be a Variable, got int'):
-      Foo().sow(lib.Intermediate, 'y', 1)
-
-
-def test_sow_into_a_variable_of_another_type_raises_flax_error(fnnx):
-  for lib in (nnx, fnnx):
-    class Foo(lib.Module):
-      def __init__(self):
-        self.y = lib.Param(10)
-
-    with pytest.raises(ValueError, match="to be of type 'Intermediate', got 'Param'") as error:
-      Foo().sow(lib.Intermediate, 'y', 1)
-    if lib is nnx:
-      assert 'sow under another name, or pass Param' in str(error.value)
+  with pytest.raises(ValueError, match='to be a Variable, got int'):
+    Foo().sow(lib.Intermediate, 'y', 1)
 
 
-def test_perturb_outside_capture_keeps_zeros_on_the_module_as_flax_does(fnnx):
-  for lib in (nnx, fnnx):
-    class Foo(lib.Module):
-      def __call__(self, x):
-        return self.perturb('p', x)
+def test_sow_into_a_variable_of_another_type_raises_flax_error(lib):
+  class Foo(lib.Module):
+    def __init__(self):
+      self.y = lib.Param(10)
 
-    model = Foo()
-    np.testing.assert_array_equal(model(X), X)
-    np.testing.assert_array_equal(model.p.get_value(), jnp.zeros_like(X))
-    model.p.set_value(jnp.ones_like(X))
-    np.testing.assert_array_equal(model(X), X + 1)
+  with pytest.raises(ValueError, match="to be of type 'Intermediate', got 'Param'") as error:
+    Foo().sow(lib.Intermediate, 'y', 1)
+  if lib is nnx:
+    assert 'sow under another name, or pass Param' in str(error.value)
 
 
-def test_perturb_into_a_variable_of_another_type_raises(fnnx):
-  for lib in (nnx, fnnx):
-    class Foo(lib.Module):
-      def __init__(self):
-        self.p = lib.Param(jnp.zeros(2))
+def test_perturb_outside_capture_keeps_zeros_on_the_module_as_flax_does(lib):
+  class Foo(lib.Module):
+    def __call__(self, x):
+      return self.perturb('p', x)
 
-    with pytest.raises(ValueError, match="to be of type 'Perturbation', got 'Param'"):
-      Foo().perturb('p', jnp.ones(2))
+  model = Foo()
+  np.testing.assert_array_equal(model(X), X)
+  np.testing.assert_array_equal(model.p.get_value(), jnp.zeros_like(X))
+  model.p.set_value(jnp.ones_like(X))
+  np.testing.assert_array_equal(model(X), X + 1)
+
+
+def test_perturb_into_a_variable_of_another_type_raises(lib):
+  class Foo(lib.Module):
+    def __init__(self):
+      self.p = lib.Param(jnp.zeros(2))
+
+  with pytest.raises(ValueError, match="to be of type 'Perturbation', got 'Param'"):
+    Foo().perturb('p', jnp.ones(2))
 
 
 def test_perturb_adds_a_tuple_leaf_by_leaf():
