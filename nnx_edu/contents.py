@@ -35,6 +35,7 @@ CHAPTERS: tuple[str, ...] = (
     'core.module',
     'core.graph_tools',
     'core.rngs',
+    'core.views',
     'core.capture',
     # transforms/: JAX's transforms, lifted to take Modules.
     'transforms.lifting',

@@ -16,8 +16,9 @@ Everything else in nnx_edu is built on these chapters.  Read them in order:
 - ``objects.py`` -- ``Pytree``: graph nodes, their data and static attributes, how they print;
 - ``graphwalk.py`` -- ``flatten`` a graph into a GraphDef and leaves, ``unflatten`` it back;
 - ``graph.py`` -- ``split``, ``merge``, ``state``, ``update``, ``clone``, ``pop``;
-- ``module.py`` -- ``Module``, ``sow``, ``train()``/``eval()``, ``List``, ``Dict``;
+- ``module.py`` -- ``Module``, ``sow``, ``perturb``, ``train()``/``eval()``, ``List``, ``Dict``;
 - ``graph_tools.py`` -- ``find_duplicates``, ``iter_module_children``, ``recursive_map``, ``map``;
 - ``rngs.py`` -- ``Rngs``: named streams of random keys;
+- ``views.py`` -- ``view``, ``with_attributes``, ``view_info``: a model seen in another mode;
 - ``capture.py`` -- ``capture``: what a forward pass sowed, and ``perturb`` for its gradients.
 """
