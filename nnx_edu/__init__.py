@@ -28,6 +28,8 @@ from nnx_edu.core.graph import (clone, graphdef, iter_graph, merge, pop, set_met
 from nnx_edu.core.module import M, Dict, List, Module, iter_children, iter_modules
 from nnx_edu.core.graph_tools import find_duplicates, iter_module_children, map, recursive_map
 from nnx_edu.core.rngs import RngCount, RngKey, Rngs, RngState, RngStream
+from nnx_edu.core.views import vars_as, view, view_info, with_attributes, with_vars
+from nnx_edu.core.capture import capture
 from nnx_edu.transforms.compilation import *  # noqa: F403
 from nnx_edu.transforms.autodiff import *  # noqa: F403
 from nnx_edu.transforms.iteration import *  # noqa: F403

@@ -37,6 +37,8 @@ CHAPTERS: tuple[str, ...] = (
     'core.module',
     'core.graph_tools',
     'core.rngs',
+    'core.views',
+    'core.capture',
     # transforms/: JAX's transforms, lifted to take Modules.
     'transforms.lifting',
     'transforms.compilation',

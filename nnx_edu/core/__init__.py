@@ -18,7 +18,9 @@ Everything else in nnx_edu is built on these chapters.  Read them in order:
 - ``graphwalk.py`` -- ``flatten`` a graph into a GraphDef and leaves, ``unflatten`` it back;
 - ``treewalk.py`` -- tree mode: a model taken apart as the JAX pytree it is;
 - ``graph.py`` -- ``split``, ``merge``, ``state``, ``update``, ``clone``, ``pop``;
-- ``module.py`` -- ``Module``, ``sow``, ``train()``/``eval()``, ``List``, ``Dict``;
+- ``module.py`` -- ``Module``, ``sow``, ``perturb``, ``train()``/``eval()``, ``List``, ``Dict``;
 - ``graph_tools.py`` -- ``find_duplicates``, ``iter_module_children``, ``recursive_map``, ``map``;
-- ``rngs.py`` -- ``Rngs``: named streams of random keys.
+- ``rngs.py`` -- ``Rngs``: named streams of random keys;
+- ``views.py`` -- ``view``, ``with_attributes``, ``view_info``: a model seen in another mode;
+- ``capture.py`` -- ``capture``: what a forward pass sowed, and ``perturb`` for its gradients.
 """

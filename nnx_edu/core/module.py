@@ -2,7 +2,9 @@
 
 A Module is a graph node (``objects.py``) with the conveniences models need:
 
-* ``sow`` records intermediate values as ``Intermediate`` Variables;
+* ``sow`` records intermediate values as ``Intermediate`` Variables, and
+  ``perturb`` adds a zero that ``nnx.grad`` can differentiate (both write
+  apart from the attributes while ``nnx.capture``, in ``capture.py``, runs);
 * ``train()`` / ``eval()`` flip the ``deterministic`` and
   ``use_running_average`` flags of every Dropout and BatchNorm inside;
 * ``iter_modules`` / ``iter_children`` walk the sub-Modules.
@@ -29,15 +31,22 @@ from __future__ import annotations
 import typing as tp
 
 import jax
+import jax.numpy as jnp
 
 from nnx_edu.core import filters as filterlib
 from nnx_edu.core.graph import iter_graph
+from nnx_edu.core.graph_mode import use_graph
 from nnx_edu.core.objects import Pytree
 from nnx_edu.core.pytrees import structure_changed
-from nnx_edu.core.variable_types import Intermediate, variable_type_from_name
+from nnx_edu.core.variable_types import Intermediate, Perturbation, variable_type_from_name
 from nnx_edu.core.variables import Variable
 
 M = tp.TypeVar('M', bound='Module')
+
+# While nnx.capture runs, each Module holds what it records under this
+# attribute (Flax's name): a ``Captures`` List from ``capture.py``, to which
+# ``sow`` and ``perturb`` hand their values.
+CAPTURES = '__captures__'
 
 
 def _append(recorded: tuple, value: tp.Any) -> tuple:
@@ -73,7 +82,10 @@ class Module(Pytree):
 
     By default the Variable holds a tuple, and each call appends to it.
     ``variable_type`` may also be a Linen collection name such as
-    ``'intermediates'``.  Returns True (the value was stored), as Flax does.
+    ``'intermediates'``.  Under ``nnx.capture`` the value goes to the
+    capture instead, and ``sow`` returns False if the capture does not
+    collect ``variable_type`` (exactly that type); otherwise it returns True.
+    Flax warns when ``sow`` runs outside ``nnx.capture``; nnx_edu does not.
 
     >>> import jax.numpy as jnp
     >>> import nnx_edu as nnx
@@ -89,18 +101,63 @@ class Module(Pytree):
     if isinstance(variable_type, str):
       variable_type = variable_type_from_name(variable_type, base=Intermediate,
                                               allow_register=True)
-    current = vars(self).get(name)
-    if current is None:
-      setattr(self, name, variable_type(reduce_fn(init_fn(), value)))
-    elif isinstance(current, variable_type):
-      current.set_value(reduce_fn(current.get_value(), value))
+    if CAPTURES in vars(self):  # inside nnx.capture: record there, not on the Module
+      return vars(self)[CAPTURES].sow(variable_type, name, value, reduce_fn, init_fn)
+    if hasattr(self, name):
+      variable = self._recorded_variable('sow', name, variable_type, exact=True)
+      variable.set_value(reduce_fn(variable.get_value(), value))
     else:
-      raise TypeError(
-          f'sow: {type(self).__name__}.{name} already holds a '
-          f'{type(current).__name__}, not a {variable_type.__name__}. Sow '
-          'under another name, or nnx.pop the old value first.'
-      )
+      setattr(self, name, variable_type(reduce_fn(init_fn(), value)))
     return True
+
+  def perturb(self, name: str, value: tp.Any,
+              variable_type: type[Variable] | str = Perturbation) -> tp.Any:
+    """Return ``value`` plus the perturbation stored under ``name`` (zeros at first).
+
+    The sum equals ``value``, but its gradient with respect to the
+    perturbation is the gradient with respect to ``value``; use the returned
+    value, or no gradient flows through it.  ``capture.py`` gives the recipe.
+
+    >>> import nnx_edu as nnx
+    >>> class Model(nnx.Module):
+    ...   def __call__(self, x):
+    ...     return 3 * self.perturb('x', x)
+    >>> y, perturbations = nnx.capture(Model(), nnx.Perturbation)(1.0)
+    >>> y, perturbations['x'].value
+    (Array(3., dtype=float32, weak_type=True), Array(0., dtype=float32, weak_type=True))
+    """
+    if isinstance(variable_type, str):
+      variable_type = variable_type_from_name(variable_type, base=Perturbation,
+                                              allow_register=True)
+    if CAPTURES in vars(self):
+      return vars(self)[CAPTURES].perturb(variable_type, name, value)
+    if hasattr(self, name):
+      offset = self._recorded_variable('perturb', name, variable_type, exact=False).get_value()
+    else:
+      offset = jax.tree.map(jnp.zeros_like, value)
+      setattr(self, name, variable_type(offset))
+    return add_leaves(offset, value)
+
+  def _recorded_variable(self, method: str, name: str, variable_type: type[Variable],
+                         exact: bool) -> Variable:
+    """The attribute ``name``, checked to be a Variable that ``method`` may write to."""
+    current, cls = getattr(self, name), type(self).__name__
+    if not isinstance(current, Variable):
+      raise ValueError(  # noqa: TRY004 -- Flax raises a ValueError here
+          f"Expected '{name}' to be a Variable, got {type(current).__name__}. "
+          f'{cls}.{name} is a plain attribute, which {method} cannot record into: '
+          f'{method} under another name, or run the model under nnx.capture, which '
+          'records apart from the attributes.'
+      )
+    fits = (type(current) is variable_type) if exact else isinstance(current, variable_type)
+    if not fits:
+      raise ValueError(
+          f"Expected '{name}' to be of type '{variable_type.__name__}', got "
+          f"'{type(current).__name__}'. {cls}.{name} already holds a "
+          f'{type(current).__name__}; {method} under another name, or pass '
+          f'{type(current).__name__} as the variable type.'
+      )
+    return current
 
   def iter_modules(self) -> tp.Iterator[tuple[filterlib.Path, 'Module']]:
     """Yield ``(path, module)`` for this Module and all below it, root last.
@@ -129,7 +186,7 @@ class Module(Pytree):
     return iter_children(self)
 
   def set_attributes(self, *filters: filterlib.Filter, raise_if_not_found: bool = True,
-                     **attributes: tp.Any) -> None:
+                     graph: bool | None = None, **attributes: tp.Any) -> None:
     """Set ``attributes`` on every sub-Module (selected by ``filters``) that has them.
 
     >>> import nnx_edu as nnx
@@ -140,21 +197,13 @@ class Module(Pytree):
     >>> model.set_attributes(rate=0.2, momentum=0.9)
     Traceback (most recent call last):
     ...
-    ValueError: set_attributes: no selected Module has the attribute(s) ['momentum']. Check the spelling, or pass raise_if_not_found=False.
+    ValueError: Could not find at least one instance of the following attributes: ['momentum']. No Module searched (Dropout, List, Sequential) has them: check the spelling, select other Modules, or pass raise_if_not_found=False to skip them.
     """
+    use_graph(graph, 'set_attributes')  # checked; the Modules are found by a graph walk
     predicates = filterlib.to_predicates(filters or (True,))
-    not_found = set(attributes)
-    for path, module in iter_modules(self):
-      if any(predicate(path, module) for predicate in predicates):
-        for name, value in attributes.items():
-          if hasattr(module, name):
-            not_found.discard(name)
-            setattr(module, name, value)
-    if not_found and raise_if_not_found:
-      raise ValueError(
-          f'set_attributes: no selected Module has the attribute(s) '
-          f'{sorted(not_found)}. Check the spelling, or pass raise_if_not_found=False.'
-      )
+    selected = [module for path, module in iter_modules(self)
+                if any(predicate(path, module) for predicate in predicates)]
+    assign_attributes(selected, attributes, raise_if_not_found=raise_if_not_found)
 
   def train(self: M, **attributes: tp.Any) -> None:
     """Training mode: Dropout drops and BatchNorm uses batch statistics.
@@ -182,6 +231,44 @@ class Module(Pytree):
     """
     self.set_attributes(deterministic=True, use_running_average=True,
                         **attributes, raise_if_not_found=False)
+
+
+def add_leaves(offset: tp.Any, value: tp.Any) -> tp.Any:
+  """``offset + value`` leaf by leaf, so that a tuple of arrays is added, not concatenated.
+
+  >>> add_leaves((1, 2), (10, 20))
+  (11, 22)
+  """
+  return jax.tree.map(lambda a, b: a + b, offset, value)
+
+
+def assign_attributes(modules: tp.Sequence[Module], attributes: dict[str, tp.Any], *,
+                      raise_if_not_found: bool = True) -> None:
+  """Set each of ``attributes`` on each of ``modules`` that has it.
+
+  Raises (unless told not to) when some attribute is on none of them: a
+  misspelt name would otherwise change nothing, silently.
+
+  >>> import nnx_edu as nnx
+  >>> layer = nnx.Dropout(0.5)
+  >>> assign_attributes([layer], {'rate': 0.1})
+  >>> layer.rate
+  0.1
+  """
+  not_found = set(attributes)
+  for module in modules:
+    for name, value in attributes.items():
+      if hasattr(module, name):
+        setattr(module, name, value)
+        not_found.discard(name)
+  if not_found and raise_if_not_found:
+    searched = ', '.join(sorted({type(module).__name__ for module in modules}))
+    where = (f'No Module searched ({searched}) has them: check the spelling, select '
+             'other Modules' if modules else 'The filters selected no Module: check them')
+    raise ValueError(
+        'Could not find at least one instance of the following attributes: '
+        f'{sorted(not_found)}. {where}, or pass raise_if_not_found=False to skip them.'
+    )
 
 
 def iter_modules(module: Module) -> tp.Iterator[tuple[filterlib.Path, Module]]:

@@ -49,6 +49,8 @@ from nnx_edu.nn.dtypes import promote_dtype as default_promote_dtype
 from nnx_edu.nn.linear import LinearGeneral, default_kernel_init
 from nnx_edu.nn.normalization import LayerNorm
 
+Shape = tp.Sequence[int]  # a batch shape, in set_view's signature
+
 __all__ = ['MultiHeadAttention']
 
 
@@ -257,6 +259,44 @@ class MultiHeadAttention(Module):
     self.cached_key = Cache(jnp.zeros(shape, dtype))
     self.cached_value = Cache(jnp.zeros(shape, dtype))
     self.cache_index = Cache(jnp.array(0, dtype=jnp.int32))
+
+  def set_view(self, deterministic: bool | None = None, decode: bool | None = None,
+               batch_size: int | Shape | None = None, max_length: int | None = None) -> None:
+    """Used by ``nnx.view``: dropout and decoding modes; None leaves a mode as it is.
+
+    ``decode=True`` with ``batch_size`` (an int or a batch shape) and
+    ``max_length`` also makes the cache, if the layer has none yet.  (Flax
+    0.12.8 never makes it here: its layer always has the attribute.)
+
+    >>> import nnx_edu as nnx
+    >>> layer = nnx.MultiHeadAttention(2, 4, rngs=nnx.Rngs(0))
+    >>> decoder = nnx.view(layer, decode=True, batch_size=1, max_length=8)
+    >>> decoder.decode, decoder.cached_key.shape, layer.cached_key
+    (True, (1, 8, 2, 2), None)
+
+    Args:
+      deterministic: if True, the module is set to deterministic mode.
+      decode: if True, the module is set to decode mode.
+      batch_size: the batch size to use for the cache.
+      max_length: the max length to use for the cache.
+    """
+    if deterministic is not None:
+      self.deterministic = deterministic
+    if decode is None:
+      return
+    self.decode = decode
+    sizes = {'batch_size': batch_size, 'max_length': max_length}
+    if not decode or self.cached_key is not None or all(v is None for v in sizes.values()):
+      return  # no cache asked for: init_cache makes it later
+    for name, value in sizes.items():
+      if value is None:
+        raise TypeError(
+            f"'{name}' must be provided when initializing cache: MultiHeadAttention has no "
+            'decoding cache yet, and a cache needs both batch_size= and max_length=. Pass '
+            'both to nnx.view, or neither and call init_cache(input_shape) later.'
+        )
+    batch = (batch_size,) if isinstance(batch_size, int) else tuple(batch_size)
+    self.init_cache((*batch, max_length, self.in_features), self.dtype)
 
   def _flag(self, name: str, given: bool | None) -> bool:
     """A call argument if given, else the attribute; both None is an error."""

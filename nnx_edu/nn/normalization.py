@@ -273,6 +273,20 @@ class BatchNorm(Module):
     return normalize(x, mean, var, scale, bias, reduction_axes, feature_axes,
                       self.dtype, self.epsilon)
 
+  def set_view(self, use_running_average: bool | None = None) -> None:
+    """Used by ``nnx.view``: running averages (True) or batch statistics (False).
+
+    >>> import nnx_edu as nnx
+    >>> nnx.view(nnx.BatchNorm(2, rngs=nnx.Rngs(0)), use_running_average=True).use_running_average
+    True
+
+    Args:
+      use_running_average: if True, the stored batch statistics will be
+        used instead of computing the batch statistics on the input.
+    """
+    if use_running_average is not None:
+      self.use_running_average = use_running_average
+
 
 class LayerNorm(Module):
   """Layer normalization: normalize each example over its own features.

@@ -116,6 +116,19 @@ class Dropout(Module):
     keep = jnp.broadcast_to(keep, inputs.shape)
     return jax.lax.select(keep, inputs / keep_prob, jnp.zeros_like(inputs))
 
+  def set_view(self, deterministic: bool | None = None) -> None:
+    """Used by ``nnx.view``: masking off (True) or on (False); None leaves it.
+
+    >>> import nnx_edu as nnx
+    >>> nnx.view(nnx.Dropout(0.5), deterministic=True).deterministic
+    True
+
+    Args:
+      deterministic: if True, disables dropout masking.
+    """
+    if deterministic is not None:
+      self.deterministic = deterministic
+
   def _resolve_deterministic(self, deterministic: bool | None) -> bool:
     if deterministic is not None:
       return deterministic

@@ -189,7 +189,9 @@ def _diff_arguments(split: SplitTree, args: tuple, diffs: list[DiffState]):
   slot_of: dict[int, int] = {}
   for j, (path, leaf) in enumerate(zip(split.paths, split.leaves)):
     k, relative = path[0], path[1:]
-    if k in predicate and predicate[k](relative, leaf):
+    # A Variable passed loose (alone, or in a State or list) is differentiated
+    # whatever its type, as in Flax: the filter chooses among a node's Variables.
+    if k in predicate and (isinstance(nodes[k], Variable) or predicate[k](relative, leaf)):
       selected[k].append((relative, leaf))
       slot_of[id(leaf)] = j
 

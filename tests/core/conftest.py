@@ -6,6 +6,7 @@ So no file here imports Flax at module level.  A parity test asks for Flax's nnx
 
 import pytest
 
+import nnx_edu as nnx
 from tests.parity import flax_nnx
 
 
@@ -13,3 +14,9 @@ from tests.parity import flax_nnx
 def fnnx():
   """Flax's nnx, the oracle of the parity tests."""
   return flax_nnx()
+
+
+@pytest.fixture(params=['nnx_edu', 'flax'])
+def lib(request):
+  """Each library in turn, for a test that states a behaviour both share."""
+  return nnx if request.param == 'nnx_edu' else flax_nnx()

@@ -15,7 +15,7 @@ def test_sow_appends_and_refuses_a_different_type():
   assert model.h.value == (1, 2)
   model.sow('intermediates', 'g', 3)
   assert isinstance(model.g, nnx.Intermediate)
-  with pytest.raises(TypeError, match='already holds a Intermediate, not a BatchStat'):
+  with pytest.raises(ValueError, match="to be of type 'BatchStat', got 'Intermediate'"):
     model.sow(nnx.BatchStat, 'h', 3)
 
 

@@ -75,6 +75,29 @@ def test_grad_of_a_variable_passed_directly():
   np.testing.assert_array_equal(grads.value, [0.0, 2.0, 4.0])
 
 
+LOOSE = {
+    'a Perturbation': lambda lib: lib.Perturbation(jnp.arange(3.0)),
+    'a State': lambda lib: lib.State({'p': lib.Perturbation(jnp.arange(3.0)),
+                                      'w': lib.Param(jnp.ones(3))}),
+    'a list': lambda lib: [lib.BatchStat(jnp.arange(3.0)), lib.Param(jnp.ones(3))],
+}
+
+
+@pytest.mark.parametrize('argnums', ['0', 'DiffState Param'])
+@pytest.mark.parametrize('loose', list(LOOSE))
+def test_variables_outside_a_module_are_differentiated_whatever_their_type(loose, argnums):
+  # As in Flax: the filter chooses among a Module's Variables, not among loose ones.
+  def loss(tree):
+    return sum((leaf.get_value() ** 2).sum() for leaf in jax.tree.leaves(
+        tree, is_leaf=lambda x: isinstance(x, (nnx.Variable, fnnx.Variable))))
+
+  grads = [lib.grad(loss, argnums=ARGNUMS[argnums](lib))(LOOSE[loose](lib)) for lib in BOTH]
+  leaves = [jax.tree.leaves(g) for g in grads]
+  assert [type(g).__name__ for g in grads] == [type(grads[1]).__name__] * 2
+  for a, b in zip(*leaves, strict=True):
+    np.testing.assert_allclose(a, b)
+
+
 def test_has_aux_needs_a_pair():
   with pytest.raises(TypeError, match=r'has_aux=True.*\(loss, aux\)'):
     nnx.grad(loss_of, has_aux=True)(probe(nnx), PROBE_X)
