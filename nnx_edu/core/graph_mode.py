@@ -131,10 +131,11 @@ def tree_mode_advice(function: str) -> str:
   """What to do when tree mode refuses something: the sentence errors end with.
 
   >>> print(tree_mode_advice('split'))
-  Tree mode (graph=False) sees a model as a JAX pytree, which cannot share objects. Either make the model a tree (one path to each object), or use graph mode: nnx.split(..., graph=True), or nnx.compat.split(...).
+  Tree mode (graph=False) does not support shared references: it sees a model as a JAX pytree. Either make the model a tree (one path to each object), or use graph mode: nnx.split(..., graph=True), or nnx.compat.split(...).
   """
   return (
-      'Tree mode (graph=False) sees a model as a JAX pytree, which cannot share objects. '
+      'Tree mode (graph=False) does not support shared references: it sees a model as a '
+      'JAX pytree. '
       f'Either make the model a tree (one path to each object), or use graph mode: '
       f'nnx.{function}(..., graph=True), or nnx.compat.{function}(...).'
   )

@@ -74,7 +74,7 @@ def tree_flatten(node: tp.Any, function: str = 'split'
   >>> tree_flatten({'a': weight, 'b': weight})
   Traceback (most recent call last):
   ...
-  ValueError: split: the same Param is reached at ['a'] and at ['b']. Tree mode (graph=False) sees a model as a JAX pytree, which cannot share objects. Either make the model a tree (one path to each object), or use graph mode: nnx.split(..., graph=True), or nnx.compat.split(...).
+  ValueError: split: the same Param is reached at ['a'] and at ['b']. Tree mode (graph=False) does not support shared references: it sees a model as a JAX pytree. Either make the model a tree (one path to each object), or use graph mode: nnx.split(..., graph=True), or nnx.compat.split(...).
   """
   pairs, treedef = jax.tree_util.tree_flatten_with_path(node, is_leaf=_is_leaf)
   first_path: dict[int, str] = {}  # id(Variable) -> where it was first met
