@@ -48,7 +48,7 @@ from nnx_edu.core.graph_mode import use_graph
 from nnx_edu.core.module import Module, assign_attributes
 from nnx_edu.core.variables import A, Variable
 
-# An argument inspect.signature reports for every method, never a view option.
+# ``*args`` and ``**kwargs`` of a set_view: catch-alls, not options to describe.
 SKIPPED_PARAMETER_KINDS = (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
 
 

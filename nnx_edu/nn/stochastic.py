@@ -144,11 +144,11 @@ class Dropout(Module):
   def _next_key(self, rngs: RngsLike | None) -> jax.Array:
     rngs = rngs if rngs is not None else self.rngs
     if rngs is None:
-      raise ValueError(
-          f'Dropout: deterministic=False (rate={self.rate}) needs random keys, but '
-          'the layer was built without rngs and none were passed to the call. '
-          'Build it with nnx.Dropout(rate, rngs=nnx.Rngs(dropout=0)), or call '
-          'layer(x, rngs=...), or switch it off with deterministic=True / model.eval().'
+      raise ValueError(  # Flax's sentence first, for code that matches it
+          '`deterministic` is False, but no `rngs` argument was provided to Dropout as '
+          f'either a __call__ argument or class attribute. Dropout (rate={self.rate}) '
+          'needs random keys: build it with nnx.Dropout(rate, rngs=nnx.Rngs(dropout=0)), '
+          'or call layer(x, rngs=...), or switch it off with deterministic=True / model.eval().'
       )
     if isinstance(rngs, Rngs):
       return rngs[self.rng_collection]()

@@ -294,3 +294,36 @@ def test_the_views_raise_no_deprecation_warnings():
     nnx.view(block(nnx), deterministic=True)
     nnx.with_attributes(block(nnx), deterministic=True)
     nnx.view_info(block(nnx))
+
+
+def test_a_training_view_and_an_evaluation_view_train_one_model(lib):
+  import optax
+
+  class Model(lib.Module):
+    def __init__(self, rngs):
+      self.linear = lib.Linear(2, 8, rngs=rngs)
+      self.bn = lib.BatchNorm(8, use_running_average=False, rngs=rngs)
+      self.dropout = lib.Dropout(0.2, deterministic=False, rngs=rngs)
+      self.out = lib.Linear(8, 3, rngs=rngs)
+
+    def __call__(self, x):
+      return self.out(lib.relu(self.dropout(self.bn(self.linear(x)))))
+
+  model = Model(lib.Rngs(0))
+  train_model = lib.view(model, deterministic=False, use_running_average=False)
+  eval_model = lib.view(model, deterministic=True, use_running_average=True)
+  assert train_model.dropout.rngs.count is eval_model.dropout.rngs.count
+  optimizer = lib.Optimizer(train_model, optax.adam(1e-2), wrt=lib.Param)
+  x, y = jnp.ones((8, 2)), jnp.zeros((8, 3))
+
+  @lib.jit
+  def train_step(model, optimizer):
+    loss, grads = lib.value_and_grad(lambda m: ((m(x) - y) ** 2).mean())(model)
+    optimizer.update(model, grads)
+    return loss
+
+  loss_before = lib.jit(lambda m: ((m(x) - y) ** 2).mean())(eval_model)
+  train_step(train_model, optimizer)
+  assert int(train_model.dropout.rngs.count[...]) == 1
+  assert lib.jit(lambda m: ((m(x) - y) ** 2).mean())(eval_model) != loss_before
+  assert model.linear.kernel is eval_model.linear.kernel  # the steps trained the model

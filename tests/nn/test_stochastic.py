@@ -75,7 +75,8 @@ def test_dropout_raises_when_rate_is_outside_zero_one(rate):
 
 
 def test_dropout_raises_when_it_needs_rngs_but_has_none():
-  with pytest.raises(ValueError, match='Dropout: deterministic=False .* needs random keys'):
+  with pytest.raises(ValueError, match='`deterministic` is False, but no `rngs` argument was '
+                                       r'provided to Dropout.* needs random keys'):
     nnx.Dropout(0.5)(X)
 
 
