@@ -35,7 +35,7 @@ import jax
 from nnx_edu.core import filters as filterlib
 from nnx_edu.core.filters import Key, Path, path_sort_key, sort_key, split_by_filters
 from nnx_edu.core.graph_mode import tree_mode_advice, use_graph
-from nnx_edu.core.graphwalk import NodeDef, flatten, unflatten
+from nnx_edu.core.graphwalk import ArrayDef, ContainerDef, NodeDef, VariableDef, flatten, unflatten
 from nnx_edu.core.objects import MARKS, Pytree, children_of, is_array
 from nnx_edu.core.pytrees import structure_changed
 from nnx_edu.core.state import (
@@ -101,7 +101,7 @@ def merge(graphdef: tp.Any, state: tp.Any, /, *states: tp.Any, copy: bool = Fals
   >>> type(nnx.merge(graphdef, params, stats)).__name__
   'BatchNorm'
   """
-  if not isinstance(graphdef, (NodeDef, TreeNodeDef)) and not _is_root_definition(graphdef):
+  if not isinstance(graphdef, GRAPH_DEFINITIONS):
     raise TypeError(
         f'merge expects a GraphDef first (from nnx.split or nnx.graphdef), got '
         f'{type(graphdef).__name__}. Call it as nnx.merge(graphdef, state, ...).'
@@ -133,9 +133,9 @@ def _pairs(state: tp.Any) -> list[tuple[Path, tp.Any]]:
   return flat_pairs(state) if isinstance(state, tp.Mapping) else [((), state)]
 
 
-def _is_root_definition(definition: tp.Any) -> bool:
-  # what split returns for a graph whose root is a Variable, an array or a list
-  return type(definition).__module__ == 'nnx_edu.core.graphwalk'
+# What split can return as a GraphDef: a Module's NodeDef, a tree-mode TreeNodeDef, or
+# the definition of another root (a Variable, an array, a list of Modules).
+GRAPH_DEFINITIONS = (NodeDef, TreeNodeDef, VariableDef, ArrayDef, ContainerDef)
 
 
 def _merge_tree(graphdef: TreeNodeDef, flat: dict, copy: bool) -> tp.Any:
@@ -298,7 +298,7 @@ def clone(node: tp.Any, variables: bool = True, *, arrays: bool = False,
   if isinstance(node, State):
     return jax.tree.map(lambda x: x, node)
   definition, _, leaves = take_apart(node, graph, 'clone')
-  if arrays:
+  if arrays:  # tree.map makes new Variables around new buffers: already copies
     leaves = [jax.tree.map(jax.numpy.copy, leaf) for leaf in leaves]
   copies = [v.replace() if isinstance(v, Variable) and variables and not arrays else v
             for v in leaves]
